@@ -1,0 +1,134 @@
+"""The jupyter-server extension: ``c.CloudWorkspaces.*`` settings, the hub, its routes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from jupyter_core.paths import jupyter_data_dir
+from jupyter_server.extension.application import ExtensionApp
+from jupyter_server.utils import url_path_join
+from traitlets import Bool, Dict, Int, List, Type, Unicode, default, import_item
+
+from . import __version__
+from .backends import BACKENDS, SandboxBackend
+from .handlers import (
+    EventsHandler,
+    PromptsHandler,
+    SessionHandler,
+    SessionsHandler,
+    SessionSocketHandler,
+    StatusHandler,
+    StopHandler,
+)
+from .hub import HubSettings, SessionHub
+from .store import SessionStore
+
+API_PREFIX = "cloudws/api"
+_SESSION = r"(?P<session_id>[^/]+)"  # any id: an unknown one gets a JSON 404 from the hub
+
+
+class CloudWorkspaces(ExtensionApp):
+    name = "jupyter_cloudws"
+    extension_url = "/cloudws/api/status"
+    load_other_extensions = True
+
+    backend = Unicode(
+        "local",
+        help="Sandbox backend by name: 'local' (a subprocess per session). Ignored when backend_class is set.",
+    ).tag(config=True)
+    backend_class = Type(
+        default_value=None,
+        klass=SandboxBackend,
+        allow_none=True,
+        help="A SandboxBackend subclass to use instead of the named backend.",
+    ).tag(config=True)
+    store_class = Type(
+        default_value=SessionStore,
+        klass=SessionStore,
+        help="The class that owns the database of sessions, prompts, events and artifacts.",
+    ).tag(config=True)
+    data_dir = Unicode(
+        help="Where the SQLite database and the local sandboxes live. Default: <jupyter data dir>/cloudws."
+    ).tag(config=True)
+    default_model = Unicode(
+        "", help="Model for new sessions that do not name one; empty lets Claude Code choose."
+    ).tag(config=True)
+    agent_env = List(
+        Unicode(),
+        default_value=["ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "CLAUDE_CODE_OAUTH_TOKEN"],
+        help="Names of environment variables passed from the server's environment into each sandbox.",
+    ).tag(config=True)
+    sandbox_env = Dict(
+        value_trait=Unicode(),
+        help="Fixed environment variables set in every sandbox (not for secrets: they sit in config).",
+    ).tag(config=True)
+    allow_local_repos = Bool(
+        None,
+        allow_none=True,
+        help="Accept a plain path or file:// URL as a session's repo. Default: true on the local backend only.",
+    ).tag(config=True)
+    max_prompt_bytes = Int(100_000, help="Largest prompt accepted, in UTF-8 bytes.").tag(config=True)
+    max_queue_length = Int(20, help="Most prompts a session may have waiting behind the running one.").tag(
+        config=True
+    )
+    replay_limit = Int(
+        500, help="Most events sent in one 'subscribed' frame or one page of GET .../events."
+    ).tag(config=True)
+    git_email_domain = Unicode(
+        "users.noreply.jupyter", help="Commits are authored as <username>@<this domain>."
+    ).tag(config=True)
+
+    @default("data_dir")
+    def _default_data_dir(self) -> str:
+        return os.path.join(jupyter_data_dir(), "cloudws")
+
+    def make_backend(self) -> SandboxBackend:
+        cls = self.backend_class
+        if cls is None:
+            if self.backend not in BACKENDS:
+                raise ValueError(f"unknown backend {self.backend!r}; known: {', '.join(BACKENDS)}")
+            cls = import_item(BACKENDS[self.backend])
+        backend = cls(parent=self, log=self.log)
+        if hasattr(backend, "root_dir") and not backend.root_dir:
+            backend.root_dir = str(Path(self.data_dir) / "sandboxes")
+        return backend
+
+    def initialize_settings(self) -> None:
+        Path(self.data_dir).mkdir(parents=True, exist_ok=True)
+        backend = self.make_backend()
+        allow_local = self.allow_local_repos if self.allow_local_repos is not None else backend.name == "local"
+        env = {name: os.environ[name] for name in self.agent_env if name in os.environ}
+        env.update(self.sandbox_env)
+        settings = HubSettings(
+            max_prompt_bytes=self.max_prompt_bytes, max_queue_length=self.max_queue_length,
+            replay_limit=self.replay_limit, default_model=self.default_model or None,
+            allow_local_repos=allow_local, agent_env=env,
+        )  # fmt: skip
+        self.store = self.store_class(Path(self.data_dir) / "cloudws.sqlite")
+        self.hub = SessionHub(self.store, backend, settings)
+        self.settings["cloudws_hub"] = self.hub
+        self.settings["cloudws_git_email_domain"] = self.git_email_domain
+        self.log.info("jupyter_cloudws %s: %s backend, data in %s", __version__, backend.name, self.data_dir)
+
+    def initialize_handlers(self) -> None:
+        api = API_PREFIX
+        self.handlers.extend(
+            [
+                (url_path_join("/", api, "status"), StatusHandler),
+                (url_path_join("/", api, "sessions"), SessionsHandler),
+                (url_path_join("/", api, "sessions", _SESSION), SessionHandler),
+                (url_path_join("/", api, "sessions", _SESSION, "prompts"), PromptsHandler),
+                (url_path_join("/", api, "sessions", _SESSION, "stop"), StopHandler),
+                (url_path_join("/", api, "sessions", _SESSION, "events"), EventsHandler),
+                (url_path_join("/", api, "sessions", _SESSION, "ws"), SessionSocketHandler),
+            ]
+        )
+
+    async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+        await self.hub.start()
+
+    async def stop_extension(self) -> None:
+        await self.hub.close()
+        self.store.close()

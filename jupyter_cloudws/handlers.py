@@ -1,0 +1,259 @@
+"""REST and WebSocket routes under ``{base_url}cloudws/api/``.
+
+Every route requires an authenticated user (jupyter-server's identity provider) and asks the
+authorizer: ``read`` for GET and subscribing, ``write`` for changes, prompts and Stop, on the
+resource ``cloudws``. Errors are JSON ``{"code": ..., "message": ...}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from jupyter_server.auth.decorator import authorized, ws_authenticated
+from jupyter_server.base.handlers import APIHandler, JupyterHandler
+from jupyter_server.base.websocket import WebSocketMixin
+from jupyter_server.extension.handler import ExtensionHandlerMixin
+from jupyter_server.utils import ensure_async
+from tornado import web, websocket
+
+from . import __version__
+from .hub import HubError, SessionHub, protocol_error
+from .protocol import (
+    Ping,
+    PromptRequest,
+    ProtocolError,
+    Stop,
+    Subscribe,
+    Typing,
+    dumps,
+    parse_client_frame,
+    parse_prompt,
+    pong_frame,
+    prompt_accepted_frame,
+)
+
+AUTH_RESOURCE = "cloudws"
+MAX_OUTBOX_FRAMES = 10_000  # a client this far behind is dropped; it resumes from its last seq
+
+
+class CloudwsMixin(ExtensionHandlerMixin):
+    auth_resource = AUTH_RESOURCE
+
+    @property
+    def hub(self) -> SessionHub:
+        return self.settings["cloudws_hub"]
+
+    def author(self) -> dict[str, Any]:
+        user = self.current_user
+        username = getattr(user, "username", None) or "jupyter"
+        name = getattr(user, "display_name", None) or getattr(user, "name", None) or username
+        domain = self.settings.get("cloudws_git_email_domain", "users.noreply.jupyter")
+        return {"username": username, "name": name, "email": f"{username}@{domain}"}
+
+
+def hub_errors(method: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    """Turn refusals from the hub or the protocol into JSON errors with their status."""
+
+    @functools.wraps(method)
+    async def wrapper(self: CloudwsAPIHandler, *args: Any, **kwargs: Any) -> None:
+        try:
+            await method(self, *args, **kwargs)
+        except ProtocolError as exc:
+            self._send_error(protocol_error(exc))
+        except HubError as exc:
+            self._send_error(exc)
+
+    return wrapper
+
+
+class CloudwsAPIHandler(CloudwsMixin, APIHandler):
+    def _send_error(self, exc: HubError) -> None:
+        self.set_status(exc.status)
+        self.finish({"code": exc.code, "message": exc.message})
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        message = getattr(exc, "log_message", None) or self._reason
+        self.set_header("Content-Type", "application/json")
+        self.finish({"code": "http_" + str(status_code), "message": message})
+
+    def json_object(self) -> dict[str, Any]:
+        try:
+            body = json.loads(self.request.body or b"{}")
+        except ValueError as exc:
+            raise HubError(400, "malformed", f"the request body is not valid JSON: {exc}") from None
+        if not isinstance(body, dict):
+            raise HubError(400, "malformed", "the request body must be a JSON object")
+        return body
+
+    def int_argument(self, name: str, default: int, minimum: int = 0) -> int:
+        raw = self.get_query_argument(name, None)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise HubError(400, "bad_request", f"{name!r} must be an integer") from None
+        if value < minimum:
+            raise HubError(400, "bad_request", f"{name!r} must be at least {minimum}")
+        return value
+
+
+class StatusHandler(CloudwsAPIHandler):
+    @web.authenticated
+    @authorized("read")
+    async def get(self) -> None:
+        self.finish({"version": __version__, "backend": self.hub.backend.name})
+
+
+class SessionsHandler(CloudwsAPIHandler):
+    @web.authenticated
+    @authorized("read")
+    @hub_errors
+    async def get(self) -> None:
+        raw = (self.get_query_argument("archived", "false") or "false").lower()
+        archived = {"true": True, "1": True, "false": False, "0": False, "all": None}.get(raw, "bad")
+        if archived == "bad":
+            raise HubError(400, "bad_request", "'archived' must be true, false or all")
+        q = self.get_query_argument("q", None)
+        self.finish({"sessions": self.hub.store.list_sessions(q=q, archived=archived)})  # type: ignore[arg-type]
+
+    @web.authenticated
+    @authorized("write")
+    @hub_errors
+    async def post(self) -> None:
+        session = self.hub.create_session(self.json_object(), owner=self.author()["username"])
+        self.set_status(201)
+        self.set_header("Location", self.request.path.rstrip("/") + "/" + session["id"])
+        self.finish(session)
+
+
+class SessionHandler(CloudwsAPIHandler):
+    @web.authenticated
+    @authorized("read")
+    @hub_errors
+    async def get(self, session_id: str) -> None:
+        self.finish(self.hub.get_session(session_id))
+
+    @web.authenticated
+    @authorized("write")
+    @hub_errors
+    async def patch(self, session_id: str) -> None:
+        self.finish(self.hub.update_session(session_id, self.json_object()))
+
+
+class PromptsHandler(CloudwsAPIHandler):
+    @web.authenticated
+    @authorized("write")
+    @hub_errors
+    async def post(self, session_id: str) -> None:
+        self.hub.get_session(session_id)
+        request = parse_prompt(self.json_object(), max_prompt_bytes=self.hub.settings.max_prompt_bytes)
+        accepted = self.hub.submit_prompt(session_id, request, self.author())
+        self.set_status(202)
+        self.finish(accepted)
+
+
+class StopHandler(CloudwsAPIHandler):
+    @web.authenticated
+    @authorized("write")
+    @hub_errors
+    async def post(self, session_id: str) -> None:
+        await self.hub.stop(session_id)
+        self.set_status(202)
+        self.finish({"stopping": True})
+
+
+class EventsHandler(CloudwsAPIHandler):
+    @web.authenticated
+    @authorized("read")
+    @hub_errors
+    async def get(self, session_id: str) -> None:
+        after = self.int_argument("after", 0)
+        limit = self.int_argument("limit", self.hub.settings.replay_limit, minimum=1)
+        events, has_more = self.hub.events_page(session_id, after, limit)
+        self.finish({"events": events, "has_more": has_more})
+
+
+class SessionSocketHandler(WebSocketMixin, CloudwsMixin, JupyterHandler, websocket.WebSocketHandler):
+    """The live stream of one session: subscribe with replay, then prompts, Stop, typing, ping."""
+
+    session_id: str
+
+    @ws_authenticated
+    async def get(self, session_id: str) -> None:  # type: ignore[override]
+        if not await ensure_async(self.authorizer.is_authorized(self, self.current_user, "read", AUTH_RESOURCE)):
+            raise web.HTTPError(403)
+        try:
+            self.hub.get_session(session_id)
+        except HubError as exc:
+            raise web.HTTPError(exc.status, exc.message) from None
+        self.session_id = session_id
+        self._outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self._unsubscribe: Callable[[], None] | None = None
+        self._writer: asyncio.Task[None] | None = None
+        await super().get(session_id=session_id)
+
+    def open(self, session_id: str) -> None:  # type: ignore[override]
+        super().open()  # WebSocketMixin's keep-alive pings
+        self._writer = asyncio.get_running_loop().create_task(self._write_frames())
+
+    def _enqueue(self, frame: dict[str, Any] | None) -> None:
+        if self._outbox.qsize() >= MAX_OUTBOX_FRAMES:
+            self._drop_subscription()
+            self._outbox.put_nowait(
+                {"type": "error", "code": "too_slow", "message": "fell too far behind; subscribe again after your last seq"}
+            )
+            return
+        self._outbox.put_nowait(frame)
+
+    async def _write_frames(self) -> None:
+        while (frame := await self._outbox.get()) is not None:
+            try:
+                await self.write_message(dumps(frame))
+            except websocket.WebSocketClosedError:
+                return
+
+    def _drop_subscription(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    async def _may(self, action: str) -> bool:
+        allowed = await ensure_async(self.authorizer.is_authorized(self, self.current_user, action, AUTH_RESOURCE))
+        if not allowed:
+            self._enqueue({"type": "error", "code": "forbidden", "message": f"not allowed to {action} cloudws"})
+        return bool(allowed)
+
+    async def on_message(self, message: str | bytes) -> None:
+        try:
+            frame = parse_client_frame(message, max_prompt_bytes=self.hub.settings.max_prompt_bytes)
+            if isinstance(frame, Subscribe):
+                self._drop_subscription()
+                subscribed, self._unsubscribe = self.hub.subscribe(self.session_id, frame.after, self._enqueue)
+                # Queued before any live frame can be: the callback only runs on a later tick.
+                self._outbox.put_nowait(subscribed)
+            elif isinstance(frame, PromptRequest):
+                if await self._may("write"):
+                    accepted = self.hub.submit_prompt(self.session_id, frame, self.author())
+                    self._enqueue(prompt_accepted_frame(accepted["message_id"], accepted["position"],
+                                                        frame.client_request_id))  # fmt: skip
+            elif isinstance(frame, Stop):
+                if await self._may("write"):
+                    await self.hub.stop(self.session_id)
+            elif isinstance(frame, Typing):
+                self.hub.warm_up(self.session_id)
+            elif isinstance(frame, Ping):
+                self._enqueue(pong_frame())
+        except ProtocolError as exc:
+            self._enqueue(exc.to_frame())
+        except HubError as exc:
+            self._enqueue({"type": "error", "code": exc.code, "message": exc.message})
+
+    def on_close(self) -> None:
+        self._drop_subscription()
+        self._outbox.put_nowait(None)

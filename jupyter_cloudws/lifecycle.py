@@ -1,0 +1,49 @@
+"""Lifecycle decisions as plain functions of state; the hub's I/O only carries them out."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class SandboxAction(Enum):
+    USE = "use"  # a live bridge is open: send on it
+    ATTACH = "attach"  # the sandbox lives but we are not connected (server restart, dropped link)
+    SPAWN = "spawn"  # no sandbox, or it died: start a fresh one on the session's branch
+    REPORT_DEAD = "report_dead"  # it died: say so (sandbox_status failed) before spawning anew
+
+
+def sandbox_action(*, sandbox_id: str | None, connected: bool, alive: bool | None) -> SandboxAction:
+    """What to do to get a bridge to the session's sandbox.
+
+    ``alive`` is the backend's answer for ``sandbox_id`` (``None`` when not asked).
+    """
+    if sandbox_id is None:
+        return SandboxAction.SPAWN
+    if connected:
+        return SandboxAction.USE
+    if alive:
+        return SandboxAction.ATTACH
+    return SandboxAction.REPORT_DEAD
+
+
+def prompt_after_catch_up(status: str) -> str:
+    """Once a bridge has replayed what the sandbox logged, what to do with the session's prompt.
+
+    ``send``: it never reached the sandbox (queued). ``resend``: it was running when the link broke;
+    the daemon ignores a prompt id it already has, so resending is safe and covers a prompt lost
+    in flight. ``skip``: the replay finished it, or the user cancelled it.
+    """
+    if status == "queued":
+        return "send"
+    if status == "running":
+        return "resend"
+    return "skip"
+
+
+def reconnect_delay_s(attempt: int, *, base_s: float = 0.2, cap_s: float = 5.0) -> float:
+    """Backoff between reattach attempts to a sandbox that is alive but unreachable."""
+    return min(cap_s, base_s * (2 ** max(attempt, 0)))
+
+
+def session_status(active_prompts: int) -> str:
+    return "running" if active_prompts > 0 else "idle"

@@ -1,0 +1,371 @@
+"""The one definition of every message jupyter_cloudws exchanges.
+
+Three vocabularies live here, all JSON objects:
+
+* **Events** — the durable session transcript. Every event is ``{seq, type, ts, ...fields}``;
+  ``seq`` is strictly increasing per session and assigned by whoever owns the log (the sandbox
+  for its own log, the hub for the session log). Updates are new events, never edits: a
+  ``tool_call`` appears once ``running`` and again ``completed``/``error`` with the same
+  ``call_id``, and readers fold them by ``call_id``.
+* **WebSocket frames** between a client (browser, kernel) and the hub.
+* **Bridge frames** between the hub and the sandbox runtime daemon (JSON lines).
+
+Everything here is pure: parsing and validation raise :class:`ProtocolError`, which carries the
+``code`` sent back to the peer. No I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import Any, ClassVar, Literal
+
+PROTOCOL_VERSION = 1
+
+SandboxStatus = Literal["spawning", "cloning", "ready", "stopped", "failed"]
+SANDBOX_STATUSES: frozenset[str] = frozenset({"spawning", "cloning", "ready", "stopped", "failed"})
+ToolStatus = Literal["running", "completed", "error"]
+TOOL_STATUSES: frozenset[str] = frozenset({"running", "completed", "error"})
+
+
+class ProtocolError(ValueError):
+    """A message that breaks the protocol; ``code`` is machine-readable, the text is for people."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    def to_frame(self) -> dict[str, Any]:
+        return {"type": "error", "code": self.code, "message": self.message}
+
+
+# --------------------------------------------------------------------------------------------
+# Events
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EventBody:
+    """Fields of one event type; ``seq`` and ``ts`` are added when the event is logged."""
+
+    type: ClassVar[str] = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, **asdict(self)}
+
+
+@dataclass(frozen=True)
+class UserMessage(EventBody):
+    type: ClassVar[str] = "user_message"
+    message_id: str
+    text: str
+    author: dict[str, Any] = field(default_factory=dict)
+    model: str | None = None
+
+
+@dataclass(frozen=True)
+class AssistantText(EventBody):
+    """A finished block of assistant markdown. While it is produced, ``delta`` frames stream it."""
+
+    type: ClassVar[str] = "assistant_text"
+    message_id: str
+    text: str
+    index: int = 0  # the n-th text block of this prompt; matches the ``index`` of its deltas
+
+
+@dataclass(frozen=True)
+class ToolCall(EventBody):
+    type: ClassVar[str] = "tool_call"
+    message_id: str
+    call_id: str
+    tool: str
+    input: dict[str, Any]
+    status: str = "running"
+    output: str | None = None
+    duration_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class ExecutionComplete(EventBody):
+    type: ClassVar[str] = "execution_complete"
+    message_id: str
+    success: bool
+    error: str | None = None
+    cost_usd: float | None = None
+    usage: dict[str, Any] = field(default_factory=dict)
+    duration_ms: int | None = None
+    interrupted: bool = False
+
+
+@dataclass(frozen=True)
+class SandboxStatusEvent(EventBody):
+    type: ClassVar[str] = "sandbox_status"
+    status: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class GitEvent(EventBody):
+    type: ClassVar[str] = "git"
+    branch: str
+    sha: str
+    pushed: bool
+    committed: bool = True
+    message_id: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ErrorEvent(EventBody):
+    type: ClassVar[str] = "error"
+    code: str
+    message: str
+    message_id: str | None = None
+
+
+EVENT_TYPES: dict[str, type[EventBody]] = {
+    cls.type: cls
+    for cls in (
+        UserMessage,
+        AssistantText,
+        ToolCall,
+        ExecutionComplete,
+        SandboxStatusEvent,
+        GitEvent,
+        ErrorEvent,
+    )
+}
+
+_REQUIRED: dict[str, tuple[str, ...]] = {
+    name: tuple(
+        f.name
+        for f in fields(cls)
+        if f.default is MISSING and f.default_factory is MISSING
+    )
+    for name, cls in EVENT_TYPES.items()
+}
+
+
+def make_event(body: EventBody | dict[str, Any], seq: int, ts: float | None = None) -> dict[str, Any]:
+    """An event as stored and sent: the body's fields plus ``seq`` and ``ts`` (epoch seconds)."""
+    data = body.to_dict() if isinstance(body, EventBody) else dict(body)
+    data.pop("seq", None)
+    data.pop("ts", None)
+    return {"seq": seq, "ts": time.time() if ts is None else ts, **data}
+
+
+def validate_event_body(data: dict[str, Any]) -> dict[str, Any]:
+    """Check that ``data`` is a known event type with its required fields; return it."""
+    if not isinstance(data, dict):
+        raise ProtocolError("bad_event", "an event must be a JSON object")
+    kind = data.get("type")
+    if kind not in EVENT_TYPES:
+        raise ProtocolError("bad_event", f"unknown event type {kind!r}")
+    missing = [name for name in _REQUIRED[kind] if name not in data]
+    if missing:
+        raise ProtocolError("bad_event", f"{kind} event lacks {', '.join(missing)}")
+    if kind == "sandbox_status" and data["status"] not in SANDBOX_STATUSES:
+        raise ProtocolError("bad_event", f"unknown sandbox status {data['status']!r}")
+    if kind == "tool_call" and data.get("status", "running") not in TOOL_STATUSES:
+        raise ProtocolError("bad_event", f"unknown tool status {data['status']!r}")
+    return data
+
+
+# --------------------------------------------------------------------------------------------
+# JSON helpers shared by every frame parser
+# --------------------------------------------------------------------------------------------
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+def _load_object(raw: str | bytes, max_bytes: int) -> dict[str, Any]:
+    if len(raw) > max_bytes:
+        raise ProtocolError("too_large", f"frame is {len(raw)} bytes; the limit is {max_bytes}")
+    try:
+        obj = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError("malformed", f"frame is not valid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError("malformed", "frame must be a JSON object")
+    return obj
+
+
+def _opt_int(obj: dict[str, Any], key: str, *, minimum: int = 0) -> int | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ProtocolError("bad_request", f"{key!r} must be an integer >= {minimum}")
+    return value
+
+
+def _opt_str(obj: dict[str, Any], key: str, *, max_len: int = 200) -> str | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > max_len:
+        raise ProtocolError("bad_request", f"{key!r} must be a string of at most {max_len} characters")
+    return value
+
+
+# --------------------------------------------------------------------------------------------
+# Prompts (shared by REST and WebSocket)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PromptRequest:
+    text: str
+    client_request_id: str | None = None
+    model: str | None = None
+
+
+def parse_prompt(obj: dict[str, Any], *, max_prompt_bytes: int) -> PromptRequest:
+    text = obj.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise ProtocolError("bad_request", "'text' must be a non-empty string")
+    size_bytes = len(text.encode("utf-8"))
+    if size_bytes > max_prompt_bytes:
+        raise ProtocolError(
+            "prompt_too_large",
+            f"prompt is {size_bytes} bytes; the limit is {max_prompt_bytes} bytes",
+        )
+    return PromptRequest(
+        text=text,
+        client_request_id=_opt_str(obj, "client_request_id"),
+        model=_opt_str(obj, "model"),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# WebSocket frames: client -> hub
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Subscribe:
+    after: int | None = None
+
+
+@dataclass(frozen=True)
+class Stop:
+    pass
+
+
+@dataclass(frozen=True)
+class Typing:
+    pass
+
+
+@dataclass(frozen=True)
+class Ping:
+    pass
+
+
+ClientFrame = Subscribe | PromptRequest | Stop | Typing | Ping
+CLIENT_FRAME_TYPES = ("subscribe", "prompt", "stop", "typing", "ping")
+
+
+def parse_client_frame(raw: str | bytes, *, max_prompt_bytes: int) -> ClientFrame:
+    # A frame may carry a whole prompt, so allow the prompt limit plus JSON overhead.
+    obj = _load_object(raw, max_bytes=max_prompt_bytes * 2 + 4096)
+    kind = obj.get("type")
+    if kind == "subscribe":
+        return Subscribe(after=_opt_int(obj, "after"))
+    if kind == "prompt":
+        return parse_prompt(obj, max_prompt_bytes=max_prompt_bytes)
+    if kind == "stop":
+        return Stop()
+    if kind == "typing":
+        return Typing()
+    if kind == "ping":
+        return Ping()
+    raise ProtocolError(
+        "unknown_type",
+        f"unknown frame type {kind!r}; expected one of {', '.join(CLIENT_FRAME_TYPES)}",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# WebSocket frames: hub -> client
+# --------------------------------------------------------------------------------------------
+
+
+def subscribed_frame(session: dict[str, Any], events: list[dict[str, Any]], has_more: bool) -> dict[str, Any]:
+    return {"type": "subscribed", "v": PROTOCOL_VERSION, "session": session, "events": events, "has_more": has_more}
+
+
+def event_frame(event: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "event", "event": event}
+
+
+def delta_frame(message_id: str, index: int, text: str) -> dict[str, Any]:
+    """A fragment of assistant text as it streams; not an event, never stored or replayed."""
+    return {"type": "delta", "message_id": message_id, "index": index, "text": text}
+
+
+def session_frame(session: dict[str, Any]) -> dict[str, Any]:
+    """The session's metadata changed (status, title, archived)."""
+    return {"type": "session", "session": session}
+
+
+def prompt_accepted_frame(message_id: str, position: int, client_request_id: str | None) -> dict[str, Any]:
+    return {
+        "type": "prompt_accepted",
+        "message_id": message_id,
+        "position": position,
+        "client_request_id": client_request_id,
+    }
+
+
+def pong_frame() -> dict[str, Any]:
+    return {"type": "pong"}
+
+
+# --------------------------------------------------------------------------------------------
+# Bridge frames: hub <-> sandbox daemon, one JSON object per line
+# --------------------------------------------------------------------------------------------
+
+BRIDGE_MAX_LINE_BYTES = 8 * 1024 * 1024
+BRIDGE_OPS = ("attach", "prompt", "interrupt", "ping", "shutdown")
+
+
+def parse_bridge_op(raw: str | bytes) -> dict[str, Any]:
+    """A hub -> sandbox frame: ``{"op": ..., ...}``."""
+    obj = _load_object(raw, max_bytes=BRIDGE_MAX_LINE_BYTES)
+    op = obj.get("op")
+    if op not in BRIDGE_OPS:
+        raise ProtocolError("unknown_op", f"unknown bridge op {op!r}")
+    if op == "attach":
+        _opt_int(obj, "after")
+    elif op == "prompt":
+        for key in ("message_id", "text"):
+            if not isinstance(obj.get(key), str):
+                raise ProtocolError("bad_request", f"prompt op needs string {key!r}")
+    return obj
+
+
+def parse_bridge_reply(raw: str | bytes) -> dict[str, Any]:
+    """A sandbox -> hub frame: ``{"kind": "event"|"delta"|"attached"|"ack"|"pong"|"error", ...}``."""
+    obj = _load_object(raw, max_bytes=BRIDGE_MAX_LINE_BYTES)
+    kind = obj.get("kind")
+    if kind == "event":
+        event = obj.get("event")
+        if not isinstance(event, dict) or not isinstance(event.get("seq"), int):
+            raise ProtocolError("bad_event", "event frame needs an event with an integer seq")
+        validate_event_body(event)
+    elif kind not in ("delta", "attached", "ack", "pong", "error"):
+        raise ProtocolError("unknown_kind", f"unknown bridge reply {kind!r}")
+    return obj
+
+
+def bridge_attach(after: int) -> dict[str, Any]:
+    return {"op": "attach", "v": PROTOCOL_VERSION, "after": after}
+
+
+def bridge_prompt(message_id: str, text: str, model: str | None, author: dict[str, Any]) -> dict[str, Any]:
+    return {"op": "prompt", "message_id": message_id, "text": text, "model": model, "author": author}

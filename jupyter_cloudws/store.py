@@ -1,0 +1,365 @@
+"""Durable state of the hub: sessions, the prompt queue, the event log and artifacts.
+
+One class owns the SQLite database (WAL mode). Calls are synchronous and short; the hub makes
+them on its event loop on purpose, so that reading a replay and registering a live subscriber
+happen with no ``await`` in between (nothing can fall between the two).
+
+Swap it with ``c.CloudWorkspaces.store_class`` for another database; keep the method contract.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from .protocol import EventBody, make_event, validate_event_body
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    repo TEXT NOT NULL,
+    base_branch TEXT NOT NULL,
+    branch TEXT NOT NULL,
+    title TEXT NOT NULL,
+    model TEXT,
+    status TEXT NOT NULL DEFAULT 'idle',
+    sandbox_status TEXT NOT NULL DEFAULT 'stopped',
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    archived INTEGER NOT NULL DEFAULT 0,
+    last_seq INTEGER NOT NULL DEFAULT 0,
+    backend TEXT,
+    sandbox_id TEXT,
+    sandbox_cursor INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS sessions_updated ON sessions (updated_at DESC);
+CREATE TABLE IF NOT EXISTS prompts (
+    id TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL REFERENCES sessions (id),
+    position INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    model TEXT,
+    client_request_id TEXT,
+    author TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'queued',
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    UNIQUE (session_id, client_request_id)
+);
+CREATE INDEX IF NOT EXISTS prompts_queue ON prompts (session_id, status, position);
+CREATE TABLE IF NOT EXISTS events (
+    session_id TEXT NOT NULL REFERENCES sessions (id),
+    seq INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    ts REAL NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (session_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS artifacts (
+    id TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL REFERENCES sessions (id),
+    kind TEXT NOT NULL,
+    data TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+"""
+
+SESSION_FIELDS = (
+    "id", "repo", "base_branch", "branch", "title", "model", "status", "sandbox_status",
+    "created_at", "updated_at", "archived", "owner", "last_seq",
+)  # fmt: skip
+_UPDATABLE = {
+    "title", "archived", "status", "sandbox_status", "model", "backend", "sandbox_id",
+    "sandbox_cursor", "base_branch",
+}  # fmt: skip
+PROMPT_ACTIVE = ("queued", "running")
+
+
+class QueueFull(Exception):
+    """The session already holds as many waiting prompts as the hub allows."""
+
+
+class UnknownSession(KeyError):
+    """No session has this id."""
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class SessionStore:
+    """SQLite-backed store. ``path`` of ``":memory:"`` gives a throwaway database for tests."""
+
+    def __init__(self, path: str | Path) -> None:
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.path = str(path)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(_SCHEMA)
+        self._db.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+        )
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- sessions ---------------------------------------------------------------------------
+
+    def create_session(
+        self, *, owner: str, repo: str, base_branch: str, branch: str, title: str, model: str | None,
+        session_id: str | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        sid = session_id or new_id()
+        now = time.time()
+        self._db.execute(
+            "INSERT INTO sessions (id, owner, repo, base_branch, branch, title, model, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (sid, owner, repo, base_branch, branch, title, model, now, now),
+        )
+        return self.get_session(sid)
+
+    def get_session(self, session_id: str) -> dict[str, Any]:
+        row = self._db.execute("SELECT * FROM sessions WHERE id = ?", (session_id,)).fetchone()
+        if row is None:
+            raise UnknownSession(session_id)
+        return _session_row(row)
+
+    def sandbox_record(self, session_id: str) -> dict[str, Any]:
+        row = self._db.execute(
+            "SELECT backend, sandbox_id, sandbox_cursor FROM sessions WHERE id = ?", (session_id,)
+        ).fetchone()
+        if row is None:
+            raise UnknownSession(session_id)
+        return dict(row)
+
+    def list_sessions(
+        self, *, q: str | None = None, archived: bool | None = False, owner: str | None = None, limit: int = 200
+    ) -> list[dict[str, Any]]:
+        where, args = [], []
+        if archived is not None:
+            where.append("archived = ?")
+            args.append(int(archived))
+        if owner is not None:
+            where.append("owner = ?")
+            args.append(owner)
+        if q:
+            where.append("(title LIKE ? ESCAPE '\\' OR repo LIKE ? ESCAPE '\\')")
+            pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            args += [pattern, pattern]
+        sql = "SELECT * FROM sessions"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at DESC LIMIT ?"
+        return [_session_row(r) for r in self._db.execute(sql, (*args, limit))]
+
+    def session_ids_with_sandboxes(self) -> list[str]:
+        rows = self._db.execute("SELECT id FROM sessions WHERE sandbox_id IS NOT NULL")
+        return [r["id"] for r in rows]
+
+    def session_ids_with_active_prompts(self) -> list[str]:
+        rows = self._db.execute("SELECT DISTINCT session_id FROM prompts WHERE status IN ('queued', 'running')")
+        return [r["session_id"] for r in rows]
+
+    def update_session(self, session_id: str, **changes: Any) -> dict[str, Any]:
+        unknown = set(changes) - _UPDATABLE
+        if unknown:
+            raise ValueError(f"cannot update {', '.join(sorted(unknown))}")
+        if changes:
+            cols = ", ".join(f"{k} = ?" for k in changes)
+            values = [int(v) if isinstance(v, bool) else v for v in changes.values()]
+            cur = self._db.execute(
+                f"UPDATE sessions SET {cols}, updated_at = ? WHERE id = ?", (*values, time.time(), session_id)
+            )
+            if cur.rowcount == 0:
+                raise UnknownSession(session_id)
+        return self.get_session(session_id)
+
+    # -- events -----------------------------------------------------------------------------
+
+    def append_event(
+        self, session_id: str, body: EventBody | dict[str, Any], *, sandbox_seq: int | None = None,
+        ts: float | None = None,
+    ) -> dict[str, Any] | None:  # fmt: skip
+        """Log one event under the next ``seq``; return it.
+
+        With ``sandbox_seq`` the event came from the sandbox's own log: it is stored only if that
+        number is past the session's sandbox cursor, and the cursor moves in the same transaction,
+        so a replayed event is dropped (returns ``None``) and a crash never loses or doubles one.
+        """
+        data = body.to_dict() if isinstance(body, EventBody) else dict(body)
+        validate_event_body(data)
+        with self._transaction():
+            row = self._db.execute(
+                "SELECT last_seq, sandbox_cursor FROM sessions WHERE id = ?", (session_id,)
+            ).fetchone()
+            if row is None:
+                raise UnknownSession(session_id)
+            if sandbox_seq is not None and sandbox_seq <= row["sandbox_cursor"]:
+                return None
+            event = make_event(data, row["last_seq"] + 1, ts)
+            self._db.execute(
+                "INSERT INTO events (session_id, seq, type, ts, body) VALUES (?, ?, ?, ?, ?)",
+                (session_id, event["seq"], event["type"], event["ts"], json.dumps(event)),
+            )
+            self._db.execute(
+                "UPDATE sessions SET last_seq = ?, updated_at = ?,"
+                " sandbox_cursor = COALESCE(?, sandbox_cursor) WHERE id = ?",
+                (event["seq"], event["ts"], sandbox_seq, session_id),
+            )
+        return event
+
+    def events_after(self, session_id: str, after: int, limit: int) -> tuple[list[dict[str, Any]], bool]:
+        """Events with ``seq > after``, oldest first, and whether more follow."""
+        rows = self._db.execute(
+            "SELECT body FROM events WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (session_id, after, limit + 1),
+        ).fetchall()
+        return [json.loads(r["body"]) for r in rows[:limit]], len(rows) > limit
+
+    def latest_events(self, session_id: str, limit: int) -> tuple[list[dict[str, Any]], bool]:
+        """The newest ``limit`` events, oldest first, and whether older ones exist."""
+        rows = self._db.execute(
+            "SELECT body FROM events WHERE session_id = ? ORDER BY seq DESC LIMIT ?",
+            (session_id, limit + 1),
+        ).fetchall()
+        events = [json.loads(r["body"]) for r in rows[:limit]]
+        events.reverse()
+        return events, len(rows) > limit
+
+    # -- prompt queue -----------------------------------------------------------------------
+
+    def enqueue_prompt(
+        self, session_id: str, *, text: str, model: str | None, client_request_id: str | None,
+        author: dict[str, Any], max_queue: int,
+    ) -> tuple[dict[str, Any], bool]:  # fmt: skip
+        """Queue a prompt; return ``(prompt, created)``. A known ``client_request_id`` returns the
+        existing prompt with ``created=False`` and queues nothing."""
+        with self._transaction():
+            if client_request_id is not None:
+                existing = self._db.execute(
+                    "SELECT * FROM prompts WHERE session_id = ? AND client_request_id = ?",
+                    (session_id, client_request_id),
+                ).fetchone()
+                if existing is not None:
+                    return self._prompt_with_position(existing), False
+            self.get_session(session_id)
+            waiting = self._db.execute(
+                "SELECT COUNT(*) FROM prompts WHERE session_id = ? AND status = 'queued'", (session_id,)
+            ).fetchone()[0]
+            if waiting >= max_queue:
+                raise QueueFull(f"the session already has {waiting} queued prompts (limit {max_queue})")
+            position = self._db.execute(
+                "SELECT COALESCE(MAX(position), 0) + 1 FROM prompts WHERE session_id = ?", (session_id,)
+            ).fetchone()[0]
+            pid = new_id()
+            self._db.execute(
+                "INSERT INTO prompts (id, session_id, position, text, model, client_request_id, author, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (pid, session_id, position, text, model, client_request_id, json.dumps(author), time.time()),
+            )
+            row = self._db.execute("SELECT * FROM prompts WHERE id = ?", (pid,)).fetchone()
+            return self._prompt_with_position(row), True
+
+    def get_prompt(self, prompt_id: str) -> dict[str, Any]:
+        row = self._db.execute("SELECT * FROM prompts WHERE id = ?", (prompt_id,)).fetchone()
+        if row is None:
+            raise KeyError(prompt_id)
+        return _prompt_row(row)
+
+    def next_prompt(self, session_id: str) -> dict[str, Any] | None:
+        """The prompt to work on: the running one if any (after a restart), else the oldest queued."""
+        row = self._db.execute(
+            "SELECT * FROM prompts WHERE session_id = ? AND status IN ('running', 'queued')"
+            " ORDER BY status = 'running' DESC, position LIMIT 1",
+            (session_id,),
+        ).fetchone()
+        return None if row is None else _prompt_row(row)
+
+    def active_prompts(self, session_id: str) -> list[dict[str, Any]]:
+        rows = self._db.execute(
+            "SELECT * FROM prompts WHERE session_id = ? AND status IN ('queued', 'running') ORDER BY position",
+            (session_id,),
+        )
+        return [_prompt_row(r) for r in rows]
+
+    def set_prompt_status(self, prompt_id: str, status: str) -> None:
+        now = time.time()
+        column = "started_at" if status == "running" else "finished_at"
+        self._db.execute(f"UPDATE prompts SET status = ?, {column} = ? WHERE id = ?", (status, now, prompt_id))
+
+    def active_prompt_count(self, session_id: str) -> int:
+        return self._db.execute(
+            "SELECT COUNT(*) FROM prompts WHERE session_id = ? AND status IN ('queued', 'running')", (session_id,)
+        ).fetchone()[0]
+
+    def _prompt_with_position(self, row: sqlite3.Row) -> dict[str, Any]:
+        """The prompt plus its place in line: 0 when running or finished, 1 when next, ..."""
+        prompt = _prompt_row(row)
+        if prompt["status"] == "queued":
+            prompt["queue_position"] = self._db.execute(
+                "SELECT COUNT(*) FROM prompts WHERE session_id = ? AND status = 'queued' AND position <= ?",
+                (prompt["session_id"], prompt["position"]),
+            ).fetchone()[0]
+        else:
+            prompt["queue_position"] = 0
+        return prompt
+
+    # -- artifacts --------------------------------------------------------------------------
+
+    def add_artifact(self, session_id: str, kind: str, data: dict[str, Any]) -> dict[str, Any]:
+        aid = new_id()
+        now = time.time()
+        self._db.execute(
+            "INSERT INTO artifacts (id, session_id, kind, data, created_at) VALUES (?, ?, ?, ?, ?)",
+            (aid, session_id, kind, json.dumps(data), now),
+        )
+        return {"id": aid, "session_id": session_id, "kind": kind, "data": data, "created_at": now}
+
+    def artifacts(self, session_id: str) -> list[dict[str, Any]]:
+        rows = self._db.execute(
+            "SELECT * FROM artifacts WHERE session_id = ? ORDER BY created_at", (session_id,)
+        )
+        return [{**dict(r), "data": json.loads(r["data"])} for r in rows]
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db)
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on error; a second process cannot interleave."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _session_row(row: sqlite3.Row) -> dict[str, Any]:
+    data = {k: row[k] for k in SESSION_FIELDS}
+    data["archived"] = bool(data["archived"])
+    return data
+
+
+def _prompt_row(row: sqlite3.Row) -> dict[str, Any]:
+    data = dict(row)
+    data["author"] = json.loads(data["author"])
+    return data

@@ -1,0 +1,340 @@
+"""The sandbox runtime daemon: lives as long as the sandbox, and outlives any hub connection.
+
+It clones the repository, puts the session branch in place, runs Claude Code for each prompt,
+logs every event to its own disk, commits and pushes after each prompt, and serves hubs over
+the bridge (JSON lines on a unix socket) with replay from any sequence number. A hub that
+restarts reattaches with the last number it stored and loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jupyter_cloudws.protocol import (
+    BRIDGE_MAX_LINE_BYTES,
+    ExecutionComplete,
+    GitEvent,
+    ProtocolError,
+    SandboxStatusEvent,
+    dumps,
+    parse_bridge_op,
+)
+
+from . import gitops
+from .agent import AgentExited, ClaudeAgent
+from .eventlog import EventLog
+from .normalize import Delta, Normalizer, TurnEnd
+
+log = logging.getLogger("sandbox.daemon")
+
+INTERRUPT_GRACE_S = 10.0  # after this, an interrupt that the CLI has not honoured kills it
+
+
+@dataclass
+class DaemonConfig:
+    session_id: str
+    repo: str
+    branch: str
+    cli_path: str
+    workdir: str
+    base_branch: str = ""
+    model: str | None = None
+    max_tool_output_chars: int = 64_000
+    permission_mode: str = "bypassPermissions"
+    agent_args: list[str] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, path: Path) -> DaemonConfig:
+        return cls(**json.loads(path.read_text()))
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=2))
+
+
+class Daemon:
+    def __init__(self, config: DaemonConfig, state_dir: Path, socket_path: Path) -> None:
+        self.config = config
+        self.state_dir = state_dir
+        self.socket_path = socket_path
+        self.log = EventLog(state_dir / "events.jsonl")
+        self.seen_prompts = _PromptBook(state_dir / "prompts.jsonl")
+        self.normalizer = Normalizer(max_output_chars=config.max_tool_output_chars)
+        self.agent: ClaudeAgent | None = None
+        self.current: str | None = None
+        self._lines: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._interrupt_requested = False
+        self._setup_done = asyncio.Event()
+        self._setup_error: str | None = None
+        self._stopping = asyncio.Event()
+        self._delta_outboxes: set[asyncio.Queue[dict[str, Any] | None]] = set()
+
+    # -- life -------------------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        if self.socket_path.exists():
+            self.socket_path.unlink()
+        server = await asyncio.start_unix_server(
+            self._on_connection, path=str(self.socket_path), limit=BRIDGE_MAX_LINE_BYTES
+        )
+        os.chmod(self.socket_path, 0o600)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stopping.set)
+        tasks = [loop.create_task(self._setup()), loop.create_task(self._worker())]
+        log.info("serving on %s", self.socket_path)
+        try:
+            await self._stopping.wait()
+        finally:
+            server.close()
+            for task in tasks:
+                task.cancel()
+            if self.agent is not None:
+                await self.agent.close()
+            self.log.append(SandboxStatusEvent("stopped", "the sandbox runtime shut down"))
+            for outbox in list(self._delta_outboxes):
+                outbox.put_nowait(None)
+            self.log.close()
+
+    async def _setup(self) -> None:
+        workdir = self.config.workdir
+        try:
+            if not (Path(workdir) / ".git").exists():
+                self.log.append(SandboxStatusEvent("cloning", f"cloning {gitops.redact(self.config.repo)}"))
+                await gitops.clone(self.config.repo, workdir)
+                base = await gitops.prepare_branch(workdir, self.config.base_branch, self.config.branch)
+                detail = f"on branch {self.config.branch} from {base}"
+            else:
+                detail = f"on branch {self.config.branch}"
+            self.log.append(SandboxStatusEvent("ready", detail))
+        except (gitops.GitError, OSError) as exc:
+            self._setup_error = str(exc)
+            self.log.append(SandboxStatusEvent("failed", self._setup_error))
+        finally:
+            self._setup_done.set()
+
+    # -- prompts ----------------------------------------------------------------------------
+
+    async def _worker(self) -> None:
+        while True:
+            op = await self._queue.get()
+            try:
+                await self._run_prompt(op)
+            except Exception as exc:  # one bad prompt must not take the daemon down
+                log.exception("prompt %s failed", op.get("message_id"))
+                self.log.append(ExecutionComplete(op["message_id"], False, error=f"sandbox error: {exc}"))
+            self.seen_prompts.mark(op["message_id"], "done")
+
+    async def _run_prompt(self, op: dict[str, Any]) -> None:
+        message_id = op["message_id"]
+        self.seen_prompts.mark(message_id, "running")
+        await self._setup_done.wait()
+        if self._setup_error is not None:
+            self.log.append(ExecutionComplete(message_id, False, error=f"sandbox setup failed: {self._setup_error}"))
+            return
+        started_s = time.monotonic()
+        workdir = self.config.workdir
+        head_before = await gitops.head_sha(workdir)
+        self._interrupt_requested = False
+        self.current = message_id
+        try:
+            await self._ensure_agent(op.get("model"))
+            self.normalizer.begin(message_id)
+            assert self.agent is not None
+            await self.agent.send_prompt(op["text"])
+            turn = await self._pump_until_turn_end()
+        except AgentExited as exc:
+            turn = TurnEnd(False, str(exc), None, {}, None, None, None)
+        finally:
+            self.current = None
+        interrupted = self._interrupt_requested
+        await self._commit_and_push(op, head_before)
+        error = "interrupted by the user" if interrupted else turn.error
+        self.log.append(
+            ExecutionComplete(
+                message_id, turn.success and not interrupted, error, turn.cost_usd, turn.usage,
+                int((time.monotonic() - started_s) * 1000), interrupted,
+            )  # fmt: skip
+        )
+
+    async def _ensure_agent(self, model: str | None) -> None:
+        wanted = model or self.config.model
+        if self.agent is not None and self.agent.alive:
+            if wanted and wanted != self.agent.model:
+                await self.agent.set_model(wanted)
+            return
+        self.agent = ClaudeAgent(
+            self.config.cli_path, self.config.workdir, dict(os.environ), model=wanted,
+            resume_session_id=self.normalizer.agent_session_id,
+            permission_mode=self.config.permission_mode, extra_args=self.config.agent_args,
+        )  # fmt: skip
+        self._lines = asyncio.Queue()
+        await self.agent.start()
+        asyncio.get_running_loop().create_task(self._read_agent(self.agent, self._lines))
+
+    @staticmethod
+    async def _read_agent(agent: ClaudeAgent, lines: asyncio.Queue[dict[str, Any] | None]) -> None:
+        try:
+            async for line in agent.lines():
+                lines.put_nowait(line)
+        finally:
+            lines.put_nowait(None)  # the process ended
+
+    async def _pump_until_turn_end(self) -> TurnEnd:
+        while True:
+            line = await self._lines.get()
+            if line is None:
+                code = self.agent.returncode if self.agent else None
+                outputs = self.normalizer.abandon(f"Claude Code exited (code {code}) during the turn", time.time())
+            else:
+                outputs = self.normalizer.feed(line, time.time())
+            for out in outputs:
+                if isinstance(out, TurnEnd):
+                    return out
+                if isinstance(out, Delta):
+                    self._broadcast({"kind": "delta", "message_id": out.message_id, "index": out.index,
+                                     "text": out.text})  # fmt: skip
+                else:
+                    self.log.append(out)
+
+    async def _interrupt(self) -> None:
+        agent, message_id = self.agent, self.current
+        if agent is None or message_id is None:
+            return
+        self._interrupt_requested = True
+        try:
+            await agent.interrupt()
+        except AgentExited:
+            return
+        await asyncio.sleep(INTERRUPT_GRACE_S)
+        if self.current == message_id and agent.alive:
+            log.warning("interrupt not honoured in %.0f s; killing Claude Code", INTERRUPT_GRACE_S)
+            await agent.close(timeout_s=0)
+
+    async def _commit_and_push(self, op: dict[str, Any], head_before: str) -> None:
+        workdir, branch = self.config.workdir, self.config.branch
+        author_info = op.get("author") or {}
+        author = gitops.Author(author_info.get("name") or "Jupyter user",
+                               author_info.get("email") or "jupyter@localhost")  # fmt: skip
+        committed = False
+        sha = head_before
+        try:
+            message = gitops.commit_message(op["text"], self.config.session_id)
+            committed = await gitops.commit_all(workdir, message, author)
+            sha = await gitops.head_sha(workdir)
+            changed = committed or sha != head_before
+            if changed:
+                await gitops.push(workdir, branch)
+            self.log.append(GitEvent(branch, sha, pushed=changed, committed=changed, message_id=op["message_id"]))
+        except gitops.GitError as exc:
+            self.log.append(
+                GitEvent(branch, sha, pushed=False, committed=committed, message_id=op["message_id"], error=str(exc))
+            )
+
+    # -- bridge connections -----------------------------------------------------------------
+
+    def _broadcast(self, frame: dict[str, Any]) -> None:
+        for outbox in self._delta_outboxes:
+            outbox.put_nowait(frame)
+
+    async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+
+        def on_event(event: dict[str, Any]) -> None:
+            outbox.put_nowait({"kind": "event", "event": event})
+
+        writer_task = asyncio.get_running_loop().create_task(_write_frames(outbox, writer))
+        try:
+            while True:
+                try:
+                    raw = await reader.readline()
+                except (ValueError, asyncio.LimitOverrunError):
+                    outbox.put_nowait({"kind": "error", "code": "too_large", "message": "bridge line too long"})
+                    break
+                if not raw:
+                    break
+                try:
+                    op = parse_bridge_op(raw)
+                except ProtocolError as exc:
+                    outbox.put_nowait({"kind": "error", "code": exc.code, "message": exc.message})
+                    continue
+                await self._handle_op(op, outbox, on_event)
+        except ConnectionError:
+            pass
+        finally:
+            self.log.unsubscribe(on_event)
+            self._delta_outboxes.discard(outbox)
+            outbox.put_nowait(None)
+            await writer_task
+
+    async def _handle_op(self, op: dict[str, Any], outbox: asyncio.Queue[dict[str, Any] | None],
+                         on_event: Any) -> None:  # fmt: skip
+        name = op["op"]
+        if name == "attach":
+            # No await from reading the backlog to subscribing: no event can slip between.
+            self.log.unsubscribe(on_event)
+            backlog = self.log.after(op.get("after") or 0)
+            self.log.subscribe(on_event)
+            self._delta_outboxes.add(outbox)
+            outbox.put_nowait({"kind": "attached", "last_seq": self.log.last_seq, "busy": self.current,
+                               "session_id": self.config.session_id})  # fmt: skip
+            for event in backlog:
+                outbox.put_nowait({"kind": "event", "event": event})
+        elif name == "prompt":
+            duplicate = self.seen_prompts.known(op["message_id"])
+            if not duplicate:
+                self.seen_prompts.mark(op["message_id"], "queued")
+                self._queue.put_nowait(op)
+            outbox.put_nowait({"kind": "ack", "op": "prompt", "message_id": op["message_id"],
+                               "duplicate": duplicate})  # fmt: skip
+        elif name == "interrupt":
+            asyncio.get_running_loop().create_task(self._interrupt())
+            outbox.put_nowait({"kind": "ack", "op": "interrupt", "message_id": self.current})
+        elif name == "ping":
+            outbox.put_nowait({"kind": "pong"})
+        elif name == "shutdown":
+            outbox.put_nowait({"kind": "ack", "op": "shutdown"})
+            self._stopping.set()
+
+
+async def _write_frames(outbox: asyncio.Queue[dict[str, Any] | None], writer: asyncio.StreamWriter) -> None:
+    try:
+        while (frame := await outbox.get()) is not None:
+            writer.write((dumps(frame) + "\n").encode())
+            if outbox.empty():
+                await writer.drain()
+    except ConnectionError:
+        pass
+    finally:
+        writer.close()
+
+
+class _PromptBook:
+    """Which prompt ids this sandbox has been given, kept on disk so a resent prompt runs once."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.status: dict[str, str] = {}
+        if path.exists():
+            for line in path.read_text().splitlines():
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue
+                self.status[entry["message_id"]] = entry["status"]
+
+    def known(self, message_id: str) -> bool:
+        return message_id in self.status
+
+    def mark(self, message_id: str, status: str) -> None:
+        self.status[message_id] = status
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(dumps({"message_id": message_id, "status": status}) + "\n")

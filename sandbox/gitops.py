@@ -1,0 +1,116 @@
+"""Git as the sandbox uses it: clone, put the session branch in place, commit and push.
+
+Credentials never appear here: a token reaches git through the sandbox environment or a
+credential helper, so clone URLs, error messages and events stay clean.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from dataclasses import dataclass
+
+GIT_TIMEOUT_S = 300.0
+_URL_CREDENTIALS = re.compile(r"(://)[^/@\s]+@")
+
+
+class GitError(RuntimeError):
+    pass
+
+
+def redact(text: str) -> str:
+    """Drop ``user:token@`` from any URL in ``text``."""
+    return _URL_CREDENTIALS.sub(r"\1", text)
+
+
+@dataclass(frozen=True)
+class Author:
+    name: str
+    email: str
+
+    def env(self) -> dict[str, str]:
+        return {
+            "GIT_AUTHOR_NAME": self.name,
+            "GIT_AUTHOR_EMAIL": self.email,
+            "GIT_COMMITTER_NAME": self.name,
+            "GIT_COMMITTER_EMAIL": self.email,
+        }
+
+
+async def git(*args: str, cwd: str, env: dict[str, str] | None = None, check: bool = True) -> str:
+    full_env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", **(env or {})}
+    proc = await asyncio.create_subprocess_exec(
+        "git", *args, cwd=cwd, env=full_env,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), GIT_TIMEOUT_S)
+    except asyncio.TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise GitError(f"git {args[0]} took longer than {GIT_TIMEOUT_S:.0f} s") from None
+    if check and proc.returncode != 0:
+        raise GitError(redact(f"git {args[0]} failed: {err.decode(errors='replace').strip()}"))
+    return out.decode(errors="replace").strip()
+
+
+async def clone(repo: str, dest: str) -> None:
+    parent = os.path.dirname(dest) or "."
+    await git("clone", "--no-recurse-submodules", repo, dest, cwd=parent)
+
+
+async def default_branch(cwd: str) -> str:
+    ref = await git("symbolic-ref", "--quiet", "refs/remotes/origin/HEAD", cwd=cwd, check=False)
+    if ref.startswith("refs/remotes/origin/"):
+        return ref.removeprefix("refs/remotes/origin/")
+    current = await git("symbolic-ref", "--quiet", "--short", "HEAD", cwd=cwd, check=False)
+    return current or "main"
+
+
+async def remote_branch_exists(cwd: str, branch: str) -> bool:
+    out = await git("rev-parse", "--verify", "--quiet", f"refs/remotes/origin/{branch}", cwd=cwd, check=False)
+    return bool(out)
+
+
+async def prepare_branch(cwd: str, base_branch: str, branch: str) -> str:
+    """Check out ``branch``: from origin when an earlier sandbox pushed it (so a fresh sandbox
+    continues the session's work), else new from ``base_branch``. Returns the base used."""
+    base = base_branch or await default_branch(cwd)
+    if await remote_branch_exists(cwd, branch):
+        await git("checkout", "-B", branch, f"origin/{branch}", cwd=cwd)
+    elif await remote_branch_exists(cwd, base):
+        await git("checkout", "-B", branch, f"origin/{base}", cwd=cwd)
+    elif await git("rev-parse", "--verify", "--quiet", "HEAD", cwd=cwd, check=False):
+        raise GitError(f"base branch {base!r} does not exist in the repository")
+    else:
+        await git("checkout", "--orphan", branch, cwd=cwd)  # an empty repository
+    return base
+
+
+async def head_sha(cwd: str) -> str:
+    return await git("rev-parse", "--verify", "--quiet", "HEAD", cwd=cwd, check=False)
+
+
+async def commit_all(cwd: str, message: str, author: Author) -> bool:
+    """Stage everything and commit; False when there was nothing to commit."""
+    await git("add", "--all", cwd=cwd)
+    status = await git("status", "--porcelain", cwd=cwd)
+    if not status:
+        return False
+    await git("commit", "--quiet", "--no-verify", "-m", message, cwd=cwd, env=author.env())
+    return True
+
+
+async def push(cwd: str, branch: str) -> None:
+    await git("push", "--quiet", "origin", f"HEAD:refs/heads/{branch}", cwd=cwd)
+
+
+def commit_message(prompt: str, session_id: str, max_subject_chars: int = 72) -> str:
+    """A subject that summarizes the prompt, the prompt itself as the body, and a trailer."""
+    first_line = next((line.strip() for line in prompt.splitlines() if line.strip()), "Claude Code changes")
+    subject = first_line if len(first_line) <= max_subject_chars else first_line[: max_subject_chars - 1] + "…"
+    body = prompt.strip()
+    if len(body) > 4000:
+        body = body[:4000] + "\n…"
+    return f"{subject}\n\n{body}\n\nCloudws-Session: {session_id}\n"

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Creates .venv beside the repo and installs the project with its test extras.
+# Sourced by scripts/run.sh and scripts/test.sh so each command installs what it needs by itself.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+PYTHON="${PYTHON:-python3}"
+if [ ! -x "$VENV/bin/python" ]; then
+    "$PYTHON" -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT[${CLOUDWS_EXTRAS:-test}]"
+# git is how the sandbox clones and pushes; install it when a fresh machine lacks it.
+if ! command -v git >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq git
+fi
+export PATH="$VENV/bin:$PATH"
