@@ -1,0 +1,1 @@
+"""Test helpers shipped for others to test with: a scripted fake Anthropic Messages API."""

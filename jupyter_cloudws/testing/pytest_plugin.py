@@ -1,0 +1,69 @@
+"""pytest plugin (entry point ``cloudws_fake_anthropic``): run Claude Code against a fake API.
+
+Fixtures:
+
+* ``fake_anthropic`` -- a started :class:`FakeAnthropic` (stopped afterwards).
+* ``claude_cli_path`` -- the Claude Code CLI bundled with ``claude-agent-sdk``
+  (the test is skipped when it is missing).
+* ``claude_env`` -- environment variables that run that CLI offline against the fake,
+  with its own HOME and CLAUDE_CONFIG_DIR under ``tmp_path``.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from typing import Iterator
+
+import pytest
+
+from .fake_anthropic import FakeAnthropic
+
+
+def bundled_claude_path() -> pathlib.Path | None:
+    """The CLI shipped in the claude-agent-sdk wheel, or None."""
+    try:
+        import claude_agent_sdk
+    except ImportError:
+        return None
+    path = pathlib.Path(claude_agent_sdk.__file__).parent / "_bundled" / "claude"
+    return path if path.is_file() and os.access(path, os.X_OK) else None
+
+
+def claude_env_for(base_url: str, root: pathlib.Path) -> dict[str, str]:
+    """A complete environment (not a patch of os.environ) for an offline CLI run."""
+    home, config = root / "home", root / "claude-config"
+    home.mkdir(parents=True, exist_ok=True)
+    config.mkdir(parents=True, exist_ok=True)
+    return {
+        "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        "HOME": str(home),
+        "CLAUDE_CONFIG_DIR": str(config),
+        "ANTHROPIC_BASE_URL": base_url,
+        "ANTHROPIC_API_KEY": "sk-test-fake-anthropic-key",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "CLAUDE_CODE_MAX_RETRIES": "0",
+        # bypassPermissions as root requires exactly "1" (an inherited value won't do).
+        "IS_SANDBOX": "1",
+        "LANG": "C.UTF-8",
+    }
+
+
+@pytest.fixture
+def fake_anthropic() -> Iterator[FakeAnthropic]:
+    with FakeAnthropic() as fake:
+        yield fake
+
+
+@pytest.fixture
+def claude_cli_path() -> pathlib.Path:
+    path = bundled_claude_path()
+    if path is None:
+        pytest.skip("Claude Code CLI not found: claude_agent_sdk/_bundled/claude is missing "
+                    "(install the claude-agent-sdk wheel for this platform)")
+    return path
+
+
+@pytest.fixture
+def claude_env(fake_anthropic: FakeAnthropic, tmp_path: pathlib.Path) -> dict[str, str]:
+    return claude_env_for(fake_anthropic.url, tmp_path / "claude-env")

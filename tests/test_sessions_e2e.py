@@ -1,0 +1,200 @@
+"""A user's session, end to end: a real jupyter-server with the extension, the real Claude Code
+CLI in a local sandbox against the scripted fake API, and a bare git repository on disk."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from conftest import completed, git
+
+from jupyter_cloudws.testing.fake_anthropic import text, tool_use, turn
+
+
+def live_events(frames: list[dict]) -> list[dict]:
+    return [f["event"] for f in frames if f["type"] == "event"]
+
+
+async def test_a_prompt_streams_tool_calls_and_text_and_commits_the_work(
+    api, open_socket, make_repo, fake_anthropic
+):
+    fake_anthropic.on(
+        "make a greeting file",
+        tool_use("Bash", {"command": "echo 'hello from claude' > greeting.txt"}),
+        turn(text("I created **greeting.txt** with a friendly line.\n\n| file | lines |\n|---|---|\n| greeting.txt | 1 |"),
+             delay_s=0.02),
+    )  # fmt: skip
+    repo = make_repo()
+    session = await api.new_session(repo, title="Greeting")
+    assert session["branch"] == f"cloudws/{session['id'][:8]}"
+    assert (session["status"], session["sandbox_status"], session["title"]) == ("idle", "stopped", "Greeting")
+
+    sock = await open_socket(session["id"])
+    await sock.send({"type": "subscribe"})
+    subscribed = await sock.recv()
+    assert subscribed["type"] == "subscribed" and subscribed["events"] == [] and subscribed["has_more"] is False
+
+    await sock.send({"type": "prompt", "text": "Please make a greeting file", "client_request_id": "req-1"})
+    accepted = await sock.until(lambda f: f["type"] == "prompt_accepted")
+    assert accepted["client_request_id"] == "req-1"
+    message_id = accepted["message_id"]
+    await sock.until(completed(message_id))
+
+    events = live_events(sock.frames)
+    types = [e["type"] for e in events]
+    assert types[0] == "user_message" and events[0]["text"] == "Please make a greeting file"
+    statuses = [e["status"] for e in events if e["type"] == "sandbox_status"]
+    assert statuses == ["spawning", "cloning", "ready"]
+    calls = [e for e in events if e["type"] == "tool_call"]
+    assert [(c["tool"], c["status"]) for c in calls] == [("Bash", "running"), ("Bash", "completed")]
+    assert calls[0]["call_id"] == calls[1]["call_id"]
+    assert calls[1]["input"]["command"].startswith("echo 'hello from claude'")
+    texts = [e for e in events if e["type"] == "assistant_text"]
+    assert len(texts) == 1 and texts[0]["text"].startswith("I created **greeting.txt**")
+    # The text streamed in fragments before its final event, and the fragments add up to it.
+    deltas = [f for f in sock.frames if f["type"] == "delta" and f["index"] == texts[0]["index"]]
+    assert len(deltas) > 3
+    assert "".join(d["text"] for d in deltas) == texts[0]["text"]
+    git_event = next(e for e in events if e["type"] == "git")
+    assert git_event["pushed"] and git_event["branch"] == session["branch"]
+    done = events[-1]
+    assert done["type"] == "execution_complete" and done["success"] is True and done["cost_usd"] is not None
+    assert done["usage"]["output_tokens"] > 0
+    assert types.index("git") < types.index("execution_complete")
+
+    seqs = [e["seq"] for e in events]
+    assert seqs == list(range(1, len(seqs) + 1)), "every event once, in order, none missing"
+    assert await api.events(session["id"]) == events, "the REST log equals what was streamed"
+
+    # The work is on the session branch in the user's repository, authored by the hub's user.
+    assert git("--git-dir", str(repo), "show", f"{session['branch']}:greeting.txt") == "hello from claude"
+    log = git("--git-dir", str(repo), "log", "--format=%s|%ae", session["branch"])
+    subject, email = log.splitlines()[0].split("|")
+    assert subject == "Please make a greeting file"
+    assert email.endswith("@users.noreply.jupyter")
+    assert git("--git-dir", str(repo), "rev-parse", "main") != git("--git-dir", str(repo), "rev-parse", session["branch"])
+
+    code, after = await api.get(f"sessions/{session['id']}")
+    assert (after["status"], after["sandbox_status"]) == ("idle", "ready")
+    assert not fake_anthropic.errors
+
+
+async def test_a_follow_up_prompt_keeps_the_conversation(api, make_repo, fake_anthropic):
+    fake_anthropic.on("remember the word", text("I will remember **pelican**."))
+    fake_anthropic.on("which word", text("The word was pelican."))
+    session = await api.new_session(make_repo())
+    first = await api.prompt(session["id"], "Please remember the word pelican")
+    await api.wait_until_complete(session["id"], first["message_id"])
+    second = await api.prompt(session["id"], "Now: which word did I ask you to remember?")
+    done = await api.wait_until_complete(session["id"], second["message_id"])
+    assert done["success"]
+
+    last = fake_anthropic.main_requests()[-1]["body"]["messages"]
+    transcript = repr(last)
+    assert "Please remember the word pelican" in transcript
+    assert "I will remember **pelican**." in transcript, "the first answer went back to the model"
+    assert "which word did I ask you to remember" in transcript
+    # One long-lived agent: the second prompt did not start a second sandbox.
+    spawns = [e for e in await api.events(session["id"]) if e.get("status") == "spawning"]
+    assert len(spawns) == 1
+
+
+async def test_stop_ends_a_long_command_in_seconds_and_the_session_goes_on(api, make_repo, fake_anthropic):
+    # Claude Code refuses a standalone `sleep 60`, so the minute-long command does a little more.
+    command = "echo waiting && sleep 60 && echo waited"
+    fake_anthropic.on("wait a minute", tool_use("Bash", {"command": command, "timeout": 120000}), text("Waited."))
+    fake_anthropic.on("say hi", text("Hi!"))
+    session = await api.new_session(make_repo())
+    long = await api.prompt(session["id"], "Please wait a minute")
+    await api.wait_for_event(session["id"], lambda e: e["type"] == "tool_call" and e["status"] == "running")
+    for _ in range(50):  # until the command really runs
+        if _sleep_60_running():
+            break
+        await asyncio.sleep(0.1)
+    assert _sleep_60_running()
+
+    stopped_at = time.monotonic()
+    code, body = await api.post(f"sessions/{session['id']}/stop")
+    assert code == 202
+    done = await api.wait_until_complete(session["id"], long["message_id"], timeout_s=30)
+    elapsed_s = time.monotonic() - stopped_at
+    assert elapsed_s < 15, f"Stop took {elapsed_s:.1f} s"
+    assert done["success"] is False and done["interrupted"] is True
+    assert not _sleep_60_running(), "the interrupted command is still running"
+
+    nxt = await api.prompt(session["id"], "Now say hi")
+    after = await api.wait_until_complete(session["id"], nxt["message_id"])
+    assert after["success"] is True
+    texts = [e["text"] for e in await api.events(session["id"]) if e["type"] == "assistant_text"]
+    assert texts[-1] == "Hi!"
+
+
+def _sleep_60_running() -> bool:
+    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    return any(line.strip() == "sleep 60" for line in out.splitlines())
+
+
+
+async def test_the_same_client_request_id_twice_runs_once(api, make_repo, fake_anthropic):
+    fake_anthropic.on("count me", text("Counted."))
+    session = await api.new_session(make_repo())
+    first = await api.prompt(session["id"], "count me once", client_request_id="retry-42")
+    again = await api.prompt(session["id"], "count me once", client_request_id="retry-42")
+    assert again["message_id"] == first["message_id"] and again["duplicate"] is True
+    await api.wait_until_complete(session["id"], first["message_id"])
+    await asyncio.sleep(0.5)
+
+    events = await api.events(session["id"])
+    assert [e["type"] for e in events].count("user_message") == 1
+    assert [e["type"] for e in events].count("execution_complete") == 1
+    asked = [r for r in fake_anthropic.main_requests() if "count me once" in repr(r["body"]["messages"])]
+    assert len(asked) == 1, "the model saw the prompt once"
+
+
+async def test_prompts_queue_and_run_one_at_a_time_in_order(api, make_repo, fake_anthropic):
+    for n in (1, 2, 3):
+        fake_anthropic.on(f"step {n}", tool_use("Bash", {"command": f"echo {n} >> steps.txt && sleep 0.3"}),
+                          text(f"Step {n} done."))  # fmt: skip
+    repo = make_repo()
+    session = await api.new_session(repo)
+    ids = [(await api.prompt(session["id"], f"do step {n}"))["message_id"] for n in (1, 2, 3)]
+    await api.wait_until_complete(session["id"], ids[-1])
+
+    events = await api.events(session["id"])
+    order = [e["message_id"] for e in events if e["type"] in ("tool_call", "assistant_text", "execution_complete")]
+    # Each prompt's work is contiguous: the next starts only after the previous completed.
+    assert order == sorted(order, key=ids.index)
+    assert all(e["success"] for e in events if e["type"] == "execution_complete")
+    assert git("--git-dir", str(repo), "show", f"{session['branch']}:steps.txt").split() == ["1", "2", "3"]
+    assert len(git("--git-dir", str(repo), "log", "--format=%H", f"main..{session['branch']}").split()) == 3
+
+
+async def test_a_dead_sandbox_is_reported_and_the_next_prompt_starts_afresh_on_the_same_branch(
+    api, make_repo, fake_anthropic, cloudws_data_dir: Path
+):
+    fake_anthropic.on("first file", tool_use("Bash", {"command": "echo one > one.txt"}), text("One."))
+    fake_anthropic.on("second file", tool_use("Bash", {"command": "echo two > two.txt"}), text("Two."))
+    repo = make_repo()
+    session = await api.new_session(repo)
+    first = await api.prompt(session["id"], "make the first file")
+    await api.wait_until_complete(session["id"], first["message_id"])
+
+    (pid_file,) = (cloudws_data_dir / "sandboxes").glob("*/daemon.pid")
+    os.killpg(int(pid_file.read_text()), signal.SIGKILL)
+    failed = await api.wait_for_event(
+        session["id"], lambda e: e["type"] == "sandbox_status" and e["status"] == "failed", timeout_s=30
+    )
+    assert "exited" in failed["detail"]
+    code, now = await api.get(f"sessions/{session['id']}")
+    assert now["sandbox_status"] == "failed"
+
+    second = await api.prompt(session["id"], "make the second file")
+    done = await api.wait_until_complete(session["id"], second["message_id"])
+    assert done["success"] is True
+    assert len(list((cloudws_data_dir / "sandboxes").glob("*/daemon.pid"))) == 2
+    files = git("--git-dir", str(repo), "ls-tree", "--name-only", session["branch"]).split()
+    assert {"one.txt", "two.txt"} <= set(files), "the fresh sandbox continued the session branch"
