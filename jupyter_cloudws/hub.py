@@ -261,11 +261,11 @@ class SessionRunner:
             return
         if attach_only and self.store.sandbox_record(self.session_id)["sandbox_id"] is None:
             return
-        self._warmer = asyncio.get_running_loop().create_task(self._warm())
+        self._warmer = asyncio.get_running_loop().create_task(self._warm(spawn=not attach_only))
 
-    async def _warm(self) -> None:
+    async def _warm(self, *, spawn: bool) -> None:
         try:
-            await self._ensure_bridge()
+            await self._ensure_bridge(spawn=spawn)
         except SandboxGone as exc:
             log.info("warm-up of session %s failed: %s", self.session_id, exc)
 
@@ -338,7 +338,8 @@ class SessionRunner:
 
     # -- the bridge -------------------------------------------------------------------------
 
-    async def _ensure_bridge(self) -> None:
+    async def _ensure_bridge(self, *, spawn: bool = True) -> None:
+        """Get a caught-up bridge to the session's sandbox, starting one if ``spawn`` allows."""
         async with self._bridge_lock:
             record = self.store.sandbox_record(self.session_id)
             sandbox_id = record["sandbox_id"]
@@ -353,6 +354,8 @@ class SessionRunner:
                 if action is SandboxAction.REPORT_DEAD:
                     await self._report_dead(sandbox_id)
                     action = SandboxAction.SPAWN
+                if not spawn:
+                    return
                 if action is SandboxAction.SPAWN:
                     sandbox_id = await self._spawn()
                 assert sandbox_id is not None

@@ -1,0 +1,108 @@
+"""The Jupyter server dies while Claude Code works; the agent keeps working, and the restarted
+server catches up with every event, none lost and none twice."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import git, kill_sandboxes
+
+from jupyter_cloudws.testing.fake_anthropic import latest_human_text, text, tool_use
+from jupyter_cloudws.testing.server import ServerProcess
+
+
+@pytest.fixture
+def server_root(tmp_path: Path) -> Iterator[Path]:
+    root = tmp_path / "server"
+    yield root
+    kill_sandboxes(root / "data" / "cloudws")
+
+
+def wait_for(client: httpx.Client, session_id: str, predicate: Any, timeout_s: float = 60.0) -> list[dict]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        events = client.get(f"/sessions/{session_id}/events", params={"limit": 1000}).json()["events"]
+        if any(predicate(e) for e in events):
+            return events
+        time.sleep(0.1)
+    raise AssertionError(f"timed out; events: {[(e['seq'], e['type']) for e in events]}")
+
+
+def test_killing_the_server_mid_prompt_loses_nothing(server_root, sandbox_env, make_repo, fake_anthropic):
+    command = "echo started > progress.txt && sleep 4 && echo finished >> progress.txt"
+    fake_anthropic.on("slow job", tool_use("Bash", {"command": command, "timeout": 60000}), text("The slow job is done."))
+    repo = make_repo()
+    config = {"sandbox_env": sandbox_env}
+
+    first = ServerProcess(server_root, cloudws_config=config).start()
+    try:
+        with first.client() as client:
+            session = client.post("/sessions", json={"repo": str(repo)}).json()
+            sid = session["id"]
+            message_id = client.post(f"/sessions/{sid}/prompts", json={"text": "run the slow job"}).json()["message_id"]
+            wait_for(client, sid, lambda e: e["type"] == "tool_call" and e["status"] == "running")
+    finally:
+        first.kill()
+    daemon_pids = sorted(p.read_text() for p in (server_root / "data" / "cloudws" / "sandboxes").glob("*/daemon.pid"))
+
+    time.sleep(1)  # the agent goes on alone for a while
+    second = ServerProcess(server_root, cloudws_config=config).start()
+    try:
+        with second.client() as client:
+            events = wait_for(
+                client, sid, lambda e: e["type"] == "execution_complete" and e["message_id"] == message_id
+            )
+            session = client.get(f"/sessions/{sid}").json()
+    finally:
+        second.stop()
+
+    seqs = [e["seq"] for e in events]
+    assert seqs == list(range(1, len(seqs) + 1)), "no gap and no duplicate in the session log"
+    calls = [(e["call_id"], e["status"]) for e in events if e["type"] == "tool_call"]
+    assert len(calls) == 2 and len(set(calls)) == 2 and calls[1][1] == "completed"
+    types = [e["type"] for e in events]
+    assert types.count("user_message") == 1 and types.count("execution_complete") == 1
+    assert [e["text"] for e in events if e["type"] == "assistant_text"] == ["The slow job is done."]
+    assert events[-1]["success"] is True
+    assert session["status"] == "idle" and session["sandbox_status"] == "ready"
+    # The same sandbox finished the work: the server reattached, it did not start another.
+    assert sorted(p.read_text() for p in (server_root / "data" / "cloudws" / "sandboxes").glob("*/daemon.pid")) == (
+        daemon_pids
+    )
+    assert git("--git-dir", str(repo), "show", f"{session['branch']}:progress.txt").split() == ["started", "finished"]
+    # The model was asked once: the prompt was not run again after the restart.
+    asked = [latest_human_text(r["body"]["messages"]) for r in fake_anthropic.main_requests()]
+    assert [k for human, k in asked if "run the slow job" in human] == [0, 1], "one request, one tool round trip"
+
+
+def test_a_restarted_server_reports_a_sandbox_that_died_while_it_was_down(
+    server_root, sandbox_env, make_repo, fake_anthropic
+):
+    fake_anthropic.on("hello", text("Hello!"))
+    repo = make_repo()
+    config = {"sandbox_env": sandbox_env}
+    first = ServerProcess(server_root, cloudws_config=config).start()
+    try:
+        with first.client() as client:
+            sid = client.post("/sessions", json={"repo": str(repo)}).json()["id"]
+            mid = client.post(f"/sessions/{sid}/prompts", json={"text": "hello"}).json()["message_id"]
+            wait_for(client, sid, lambda e: e["type"] == "execution_complete" and e["message_id"] == mid)
+    finally:
+        first.kill()
+    kill_sandboxes(server_root / "data" / "cloudws")
+
+    second = ServerProcess(server_root, cloudws_config=config).start()
+    try:
+        with second.client() as client:
+            wait_for(client, sid, lambda e: e["type"] == "sandbox_status" and e["status"] == "failed")
+            mid2 = client.post(f"/sessions/{sid}/prompts", json={"text": "hello again"}).json()["message_id"]
+            events = wait_for(client, sid, lambda e: e["type"] == "execution_complete" and e["message_id"] == mid2)
+    finally:
+        second.stop()
+    assert events[-1]["success"] is True
+    assert [e["status"] for e in events if e["type"] == "sandbox_status"][-3:] == ["spawning", "cloning", "ready"]
