@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import getpass
 import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +81,21 @@ class CloudWorkspaces(ExtensionApp):
     git_email_domain = Unicode(
         "users.noreply.jupyter", help="Commits are authored as <username>@<this domain>."
     ).tag(config=True)
+    local_user_name = Unicode(
+        help="Who signs commits when jupyter-server knows no user by name (a shared token makes "
+        "every request an anonymous user). Default: the server user's git user.name, else the OS user."
+    ).tag(config=True)
+    local_user_email = Unicode(
+        help="Email for those commits. Default: the server user's git user.email, else <OS user>@<git_email_domain>."
+    ).tag(config=True)
+
+    @default("local_user_name")
+    def _default_local_user_name(self) -> str:
+        return _git_config("user.name") or getpass.getuser()
+
+    @default("local_user_email")
+    def _default_local_user_email(self) -> str:
+        return _git_config("user.email") or f"{getpass.getuser()}@{self.git_email_domain}"
 
     @default("data_dir")
     def _default_data_dir(self) -> str:
@@ -110,6 +127,9 @@ class CloudWorkspaces(ExtensionApp):
         self.hub = SessionHub(self.store, backend, settings)
         self.settings["cloudws_hub"] = self.hub
         self.settings["cloudws_git_email_domain"] = self.git_email_domain
+        self.settings["cloudws_local_user"] = {
+            "username": getpass.getuser(), "name": self.local_user_name, "email": self.local_user_email,
+        }  # fmt: skip
         self.log.info("jupyter_cloudws %s: %s backend, data in %s", __version__, backend.name, self.data_dir)
 
     def initialize_handlers(self) -> None:
@@ -132,3 +152,11 @@ class CloudWorkspaces(ExtensionApp):
     async def stop_extension(self) -> None:
         await self.hub.close()
         self.store.close()
+
+
+def _git_config(key: str) -> str:
+    try:
+        out = subprocess.run(["git", "config", "--get", key], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return out.stdout.strip()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -37,6 +38,7 @@ from .protocol import (
 )
 
 AUTH_RESOURCE = "cloudws"
+_ANONYMOUS_ID = re.compile(r"[0-9a-f]{32}")  # jupyter-server's id for a token-only user
 MAX_OUTBOX_FRAMES = 10_000  # a client this far behind is dropped; it resumes from its last seq
 
 
@@ -48,9 +50,13 @@ class CloudwsMixin(ExtensionHandlerMixin):
         return self.settings["cloudws_hub"]
 
     def author(self) -> dict[str, Any]:
+        """Who is asking, as the commit author: the Jupyter user, or, when jupyter-server knows
+        only an anonymous holder of the shared token, the person running the server."""
         user = self.current_user
-        username = getattr(user, "username", None) or "jupyter"
+        username = getattr(user, "username", None) or ""
         name = getattr(user, "display_name", None) or getattr(user, "name", None) or username
+        if not username or (_ANONYMOUS_ID.fullmatch(username) and name.startswith("Anonymous ")):
+            return dict(self.settings["cloudws_local_user"])
         domain = self.settings.get("cloudws_git_email_domain", "users.noreply.jupyter")
         return {"username": username, "name": name, "email": f"{username}@{domain}"}
 
@@ -246,7 +252,8 @@ class SessionSocketHandler(WebSocketMixin, CloudwsMixin, JupyterHandler, websock
                 if await self._may("write"):
                     await self.hub.stop(self.session_id)
             elif isinstance(frame, Typing):
-                self.hub.warm_up(self.session_id)
+                if await self._may("write"):  # warming up starts a sandbox and logs events
+                    self.hub.warm_up(self.session_id)
             elif isinstance(frame, Ping):
                 self._enqueue(pong_frame())
         except ProtocolError as exc:

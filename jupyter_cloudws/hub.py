@@ -121,9 +121,13 @@ class SessionHub:
         unknown = set(body) - {"title", "archived"}
         if unknown:
             raise HubError(400, "bad_request", f"cannot change {', '.join(sorted(unknown))}")
+        archiving = changes.get("archived") is True and not self.store.get_session(session_id)["archived"]
         session = self.store.update_session(session_id, **changes)
-        if session_id in self._runners:
-            self._runners[session_id].publish(session_frame(session))
+        runner = self.runner(session_id)
+        runner.publish(session_frame(session))
+        if archiving:
+            # An archived session keeps its transcript and branch, not a running sandbox.
+            asyncio.get_running_loop().create_task(runner.retire("the session was archived"))
         return session
 
     def check_repo(self, repo: Any) -> str:
@@ -335,6 +339,23 @@ class SessionRunner:
                 await self.bridge.send({"op": "interrupt"})
             except BridgeClosed:
                 pass
+
+    async def retire(self, reason: str) -> None:
+        """Stop the work and end the sandbox; the next prompt starts a fresh one."""
+        await self.stop()
+        async with self._bridge_lock:
+            sandbox_id = self.store.sandbox_record(self.session_id)["sandbox_id"]
+            if sandbox_id is None:
+                return
+            # Forget it first, so losing the bridge below is not reported as a crash.
+            self.store.update_session(self.session_id, sandbox_id=None)
+            bridge, self.bridge = self.bridge, None
+            await self.hub.backend.terminate(sandbox_id)
+            if bridge is not None:
+                await bridge.close()
+        if self.store.get_session(self.session_id)["sandbox_status"] != "stopped":
+            self.append(SandboxStatusEvent("stopped", reason))
+            self._set_session(sandbox_status="stopped")
 
     # -- the bridge -------------------------------------------------------------------------
 

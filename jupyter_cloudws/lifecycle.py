@@ -42,7 +42,8 @@ def prompt_after_catch_up(status: str) -> str:
 
 def reconnect_delay_s(attempt: int, *, base_s: float = 0.2, cap_s: float = 5.0) -> float:
     """Backoff between reattach attempts to a sandbox that is alive but unreachable."""
-    return min(cap_s, base_s * (2 ** max(attempt, 0)))
+    # Clamp the exponent: 2 ** attempt stops fitting a float after ~1024 attempts.
+    return min(cap_s, base_s * (2 ** min(max(attempt, 0), 64)))
 
 
 def session_status(active_prompts: int) -> str:

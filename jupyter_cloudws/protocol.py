@@ -355,7 +355,8 @@ def parse_bridge_reply(raw: str | bytes) -> dict[str, Any]:
     kind = obj.get("kind")
     if kind == "event":
         event = obj.get("event")
-        if not isinstance(event, dict) or not isinstance(event.get("seq"), int):
+        seq = event.get("seq") if isinstance(event, dict) else None
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
             raise ProtocolError("bad_event", "event frame needs an event with an integer seq")
         validate_event_body(event)
     elif kind not in ("delta", "attached", "ack", "pong", "error"):

@@ -114,12 +114,19 @@ class Daemon:
                 detail = f"on branch {self.config.branch} from {base}"
             else:
                 detail = f"on branch {self.config.branch}"
-            self.log.append(SandboxStatusEvent("ready", detail))
         except (gitops.GitError, OSError) as exc:
             self._setup_error = str(exc)
             self.log.append(SandboxStatusEvent("failed", self._setup_error))
-        finally:
             self._setup_done.set()
+            return
+        try:
+            # Claude Code takes ~0.2 s to boot and prints nothing until its first prompt, so
+            # starting it now takes that off the first prompt's latency.
+            await self._ensure_agent(None)
+        except OSError as exc:
+            log.warning("could not start Claude Code ahead of the first prompt: %s", exc)
+        self.log.append(SandboxStatusEvent("ready", detail))
+        self._setup_done.set()
 
     # -- prompts ----------------------------------------------------------------------------
 

@@ -57,6 +57,7 @@ async def git(*args: str, cwd: str, env: dict[str, str] | None = None, check: bo
 
 async def clone(repo: str, dest: str) -> None:
     parent = os.path.dirname(dest) or "."
+    os.makedirs(parent, exist_ok=True)
     await git("clone", "--no-recurse-submodules", repo, dest, cwd=parent)
 
 

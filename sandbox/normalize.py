@@ -147,7 +147,9 @@ class Normalizer:
         error = None
         if is_error:
             detail = line.get("result") or ", ".join(map(str, line.get("errors") or [])) or ""
-            error = f"{line.get('subtype', 'error')}: {detail}".rstrip(": ")
+            # An API error ends the turn with subtype "success" and is_error: the text says it all.
+            subtype = line.get("subtype") or "error"
+            error = detail or subtype if subtype == "success" else f"{subtype}: {detail}".rstrip(": ")
         return TurnEnd(
             success=not is_error,
             error=error,

@@ -92,7 +92,13 @@ def cloudws_config() -> dict[str, Any]:
 def jp_server_config(cloudws_data_dir: Path, sandbox_env: dict[str, str], cloudws_config: dict[str, Any]) -> dict:
     return {
         "ServerApp": {"jpserver_extensions": {"jupyter_cloudws": True}},
-        "CloudWorkspaces": {"data_dir": str(cloudws_data_dir), "sandbox_env": sandbox_env, **cloudws_config},
+        "CloudWorkspaces": {
+            "data_dir": str(cloudws_data_dir),
+            "sandbox_env": sandbox_env,
+            "local_user_name": "Ada Lovelace",
+            "local_user_email": "ada@example.test",
+            **cloudws_config,
+        },
     }
 
 
