@@ -240,3 +240,35 @@ async def test_secrets_stay_out_of_events_logs_and_the_database(api, make_repo, 
             if key.encode() in path.read_bytes():
                 leaks.append(path.name)
     assert leaks == [], f"the API key was written to {leaks}"
+
+
+async def test_the_session_model_and_a_per_prompt_model_reach_the_api(api, make_repo, fake_anthropic):
+    fake_anthropic.on("which model", text("This one."))
+    session = await api.new_session(make_repo(), model="claude-sonnet-test")
+    assert session["model"] == "claude-sonnet-test"
+    first = await api.prompt(session["id"], "which model are you")
+    await api.wait_until_complete(session["id"], first["message_id"])
+    assert fake_anthropic.main_requests()[-1]["body"]["model"] == "claude-sonnet-test"
+
+    second = await api.prompt(session["id"], "which model now", model="claude-opus-test")
+    done = await api.wait_until_complete(session["id"], second["message_id"])
+    assert done["success"]
+    assert fake_anthropic.main_requests()[-1]["body"]["model"] == "claude-opus-test"
+    user_messages = [e for e in await api.events(session["id"]) if e["type"] == "user_message"]
+    assert [m["model"] for m in user_messages] == [None, "claude-opus-test"]
+
+
+async def test_typing_starts_the_sandbox_before_the_first_prompt(api, open_socket, make_repo, fake_anthropic):
+    session = await api.new_session(make_repo())
+    sock = await open_socket(session["id"])
+    await sock.send({"type": "subscribe"})
+    await sock.recv()
+    await sock.send({"type": "typing"})
+    ready = await sock.until(lambda f: f["type"] == "event" and f["event"].get("status") == "ready", timeout_s=30)
+    assert ready["event"]["type"] == "sandbox_status"
+    await sock.send({"type": "typing"})  # more keystrokes start nothing new
+    await sock.send({"type": "ping"})
+    await sock.until(lambda f: f["type"] == "pong")
+    statuses = [e["status"] for e in sock.events() if e["type"] == "sandbox_status"]
+    assert statuses == ["spawning", "cloning", "ready"]
+    assert fake_anthropic.main_requests() == [], "warming up asks the model nothing"

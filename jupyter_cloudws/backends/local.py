@@ -16,7 +16,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from traitlets import Float, Unicode
+from traitlets import Enum, Float, Unicode
 
 from sandbox.agent import bundled_cli_path
 from sandbox.daemon import DaemonConfig
@@ -50,6 +50,34 @@ class StreamPair:
             pass
 
 
+class ProcessStream:
+    """A :class:`BridgeStream` over an exec'd process's stdin/stdout, the only stream that
+    exec-style backends (Modal, docker exec, kubectl exec) offer."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdin is not None and proc.stdout is not None
+        self.proc = proc
+
+    async def readline(self) -> bytes:
+        assert self.proc.stdout is not None
+        return await self.proc.stdout.readline()
+
+    async def write(self, data: bytes) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(data)
+        await self.proc.stdin.drain()
+
+    async def close(self) -> None:
+        if self.proc.returncode is None:
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()  # attach ends when its input ends
+            try:
+                await asyncio.wait_for(self.proc.wait(), 5)
+            except asyncio.TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+
+
 class LocalBackend(SandboxBackend):
     name = "local"
     supports_snapshot = False
@@ -60,6 +88,12 @@ class LocalBackend(SandboxBackend):
     )
     cli_path = Unicode(
         "", help="Claude Code CLI to run in sandboxes; empty uses the one bundled with claude-agent-sdk."
+    ).tag(config=True)
+    bridge = Enum(
+        ["socket", "exec"],
+        "socket",
+        help="How the hub reaches a sandbox's daemon: its unix socket, or the stdio of an exec'd "
+        "'python -m sandbox attach' (the way remote backends connect; useful to test that path).",
     ).tag(config=True)
     connect_timeout_s = Float(20.0, help="How long to wait for a new sandbox's daemon to listen.").tag(config=True)
     terminate_timeout_s = Float(10.0, help="Grace before a sandbox that ignores SIGTERM is killed.").tag(config=True)
@@ -146,12 +180,23 @@ class LocalBackend(SandboxBackend):
             if not await self.is_alive(sandbox_id):
                 raise SandboxGone(await self.exit_reason(sandbox_id))
             try:
+                if self.bridge == "exec":
+                    return await self._attach_process(socket_path)
                 reader, writer = await asyncio.open_unix_connection(str(socket_path), limit=2**26)
                 return StreamPair(reader, writer)
             except (FileNotFoundError, ConnectionRefusedError) as exc:
                 if loop.time() > deadline:
                     raise SandboxGone(f"the sandbox daemon did not listen within {self.connect_timeout_s:.0f} s") from exc
                 await asyncio.sleep(0.05)
+
+    async def _attach_process(self, socket_path: Path) -> ProcessStream:
+        if not socket_path.exists():
+            raise FileNotFoundError(socket_path)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "sandbox", "attach", "--socket", str(socket_path),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=2**26,
+        )  # fmt: skip
+        return ProcessStream(proc)
 
     async def exec(self, sandbox_id: str, argv: list[str], timeout_s: float = 60.0) -> ExecResult:
         cwd = self._dir(sandbox_id) / "repo"
