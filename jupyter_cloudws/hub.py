@@ -10,10 +10,10 @@ import asyncio
 import logging
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 from .backends.base import SandboxBackend, SandboxGone, SandboxSpec
@@ -37,6 +37,7 @@ from .store import QueueFull, SessionStore, UnknownSession, new_id
 log = logging.getLogger("jupyter_cloudws.hub")
 
 Subscriber = Callable[[dict[str, Any]], None]
+T = TypeVar("T")
 MAX_REATTACH_ATTEMPTS = 5
 _SCP_LIKE = re.compile(r"^[\w.-]+@[\w.-]+:[\w./~-]+$")
 
@@ -127,7 +128,7 @@ class SessionHub:
         runner.publish(session_frame(session))
         if archiving:
             # An archived session keeps its transcript and branch, not a running sandbox.
-            asyncio.get_running_loop().create_task(runner.retire("the session was archived"))
+            runner.spawn(runner.retire("the session was archived"))
         return session
 
     def check_repo(self, repo: Any) -> str:
@@ -226,6 +227,7 @@ class SessionRunner:
         self._reader: asyncio.Task[None] | None = None
         self._warmer: asyncio.Task[None] | None = None
         self._done: dict[str, asyncio.Future[None]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- fan-out ----------------------------------------------------------------------------
 
@@ -251,7 +253,7 @@ class SessionRunner:
 
     def kick(self) -> None:
         if self._worker is None or self._worker.done():
-            self._worker = asyncio.get_running_loop().create_task(self._work())
+            self._worker = self.spawn(self._work())
 
     def resume(self) -> None:
         """After a server start: reattach to a live sandbox and carry on with the queue."""
@@ -265,7 +267,7 @@ class SessionRunner:
             return
         if attach_only and self.store.sandbox_record(self.session_id)["sandbox_id"] is None:
             return
-        self._warmer = asyncio.get_running_loop().create_task(self._warm(spawn=not attach_only))
+        self._warmer = self.spawn(self._warm(spawn=not attach_only))
 
     async def _warm(self, *, spawn: bool) -> None:
         try:
@@ -409,12 +411,14 @@ class SessionRunner:
         self.bridge = bridge
         self._caught_up.clear()
         cursor = self.store.sandbox_record(self.session_id)["sandbox_cursor"]
-        self._reader = asyncio.get_running_loop().create_task(self._read(bridge))
+        self._reader = self.spawn(self._read(bridge))
         await bridge.send(bridge_attach(cursor))
-        caught_up = asyncio.get_running_loop().create_task(self._caught_up.wait())
-        await asyncio.wait([caught_up, self._reader], return_when=asyncio.FIRST_COMPLETED)
-        if not caught_up.done():
+        caught_up = self.spawn(self._caught_up.wait())
+        try:
+            await asyncio.wait([caught_up, self._reader], return_when=asyncio.FIRST_COMPLETED)
+        finally:
             caught_up.cancel()
+        if not self._caught_up.is_set():
             raise SandboxGone("the sandbox closed the bridge while catching up")
 
     async def _read(self, bridge: BridgeClient) -> None:
@@ -425,7 +429,7 @@ class SessionRunner:
             if self.bridge is bridge:
                 self.bridge = None
             if not self.hub.closing:
-                asyncio.get_running_loop().create_task(self._on_bridge_lost(bridge.sandbox_id))
+                self.spawn(self._on_bridge_lost(bridge.sandbox_id))
 
     def _on_frame(self, frame: dict[str, Any]) -> None:
         kind = frame["kind"]
@@ -484,14 +488,20 @@ class SessionRunner:
         if prompt is not None and prompt["status"] == "running":
             self._finish(prompt["id"], ExecutionComplete(prompt["id"], False, error=f"the sandbox died: {reason}"))
 
+    def spawn(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """Run ``coro`` in the background, owned by this runner so that close() ends it."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
     async def close(self) -> None:
-        for task in (self._worker, self._warmer):
-            if task is not None:
-                task.cancel()
-        if self.bridge is not None:
-            await self.bridge.close()
-        if self._reader is not None:
-            self._reader.cancel()
+        bridge, self.bridge = self.bridge, None
+        for task in list(self._tasks):
+            task.cancel()
+        if bridge is not None:
+            await bridge.close()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 def _opt_text(body: dict[str, Any], key: str, max_len: int) -> str | None:

@@ -11,4 +11,4 @@ fi
 ROOT_FLAG=()
 [ "$(id -u)" = 0 ] && ROOT_FLAG=(--allow-root)
 exec .venv/bin/jupyter lab --ip=127.0.0.1 --ServerApp.root_dir="$PWD/notebooks" "${ROOT_FLAG[@]}" \
-    "$@" getting-started.ipynb
+    "$@" "$PWD/notebooks/getting-started.ipynb"
