@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/bootstrap.sh
-# Sandboxes are left by tests that were killed; they hold nothing a new run needs.
+.venv/bin/ruff check --quiet jupyter_cloudws sandbox tests benchmarks
 exec .venv/bin/python -m pytest -p no:cacheprovider "$@"

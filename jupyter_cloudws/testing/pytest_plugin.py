@@ -17,17 +17,15 @@ from typing import Iterator
 
 import pytest
 
+from sandbox.agent import bundled_cli_path
+
 from .fake_anthropic import FakeAnthropic
 
 
 def bundled_claude_path() -> pathlib.Path | None:
     """The CLI shipped in the claude-agent-sdk wheel, or None."""
-    try:
-        import claude_agent_sdk
-    except ImportError:
-        return None
-    path = pathlib.Path(claude_agent_sdk.__file__).parent / "_bundled" / "claude"
-    return path if path.is_file() and os.access(path, os.X_OK) else None
+    path = bundled_cli_path()
+    return pathlib.Path(path) if path and os.access(path, os.X_OK) else None
 
 
 def claude_env_for(base_url: str, root: pathlib.Path) -> dict[str, str]:
