@@ -51,6 +51,7 @@ class SessionRunner:
         self._warmer: asyncio.Task[None] | None = None
         self._done: dict[str, asyncio.Future[None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._interrupt_pending = False
 
     # -- fan-out ----------------------------------------------------------------------------
 
@@ -116,6 +117,11 @@ class SessionRunner:
             await self._ensure_bridge()
         except SandboxGone as exc:
             self._finish(message_id, ExecutionComplete(message_id, False, error=f"no sandbox: {exc}"))
+        except BridgeClosed:
+            pass  # the lost-bridge handler reattaches and resends, or fails the prompt
+        except Exception as exc:  # a bug must not leave the prompt running for ever
+            log.exception("prompt %s of session %s failed in the hub", message_id, self.session_id)
+            self._finish(message_id, ExecutionComplete(message_id, False, error=f"hub error: {exc}"))
         # The replay may have finished it, or Stop cancelled it, while the bridge came up.
         if self.store.get_prompt(message_id)["status"] in ("queued", "running") and not done.done():
             await done
@@ -148,6 +154,9 @@ class SessionRunner:
         if action == "send":
             self.store.set_prompt_status(prompt["id"], "running")
         await self.bridge.send(bridge_prompt(prompt["id"], prompt["text"], prompt["model"], prompt["author"]))
+        if self._interrupt_pending:
+            self._interrupt_pending = False
+            await self.bridge.send({"op": "interrupt"})
 
     async def stop(self) -> None:
         """Interrupt the running prompt and cancel those waiting behind it."""
@@ -159,11 +168,14 @@ class SessionRunner:
             self.store.set_prompt_status(prompt["id"], "cancelled")
             self._finish(prompt["id"], ExecutionComplete(prompt["id"], False, error="cancelled before it ran",
                                                          interrupted=True))  # fmt: skip
-        if running and self.bridge is not None:
-            try:
-                await self.bridge.send({"op": "interrupt"})
-            except BridgeClosed:
-                pass
+        if not running:
+            return
+        try:
+            if self.bridge is None:
+                raise BridgeClosed("no bridge")
+            await self.bridge.send({"op": "interrupt"})
+        except BridgeClosed:
+            self._interrupt_pending = True  # sent once the bridge is back
 
     async def retire(self, reason: str) -> None:
         """Stop the work and end the sandbox; the next prompt starts a fresh one."""
@@ -200,9 +212,9 @@ class SessionRunner:
                 if action is SandboxAction.REPORT_DEAD:
                     await self._report_dead(sandbox_id)
                     action = SandboxAction.SPAWN
-                if not spawn:
-                    return
                 if action is SandboxAction.SPAWN:
+                    if not spawn:
+                        return
                     sandbox_id = await self._spawn()
                 assert sandbox_id is not None
                 await self._attach(sandbox_id)
@@ -282,23 +294,32 @@ class SessionRunner:
             self._prompt_finished(event["message_id"], bool(event["success"]))
 
     async def _on_bridge_lost(self, sandbox_id: str) -> None:
-        """Reattach while the sandbox lives; when it has died, say so and fail its prompt."""
+        """Reattach while the sandbox lives; when it has died, say so and fail its prompt.
+        Never spawns: a fresh sandbox is started only for a prompt."""
         for attempt in range(MAX_REATTACH_ATTEMPTS):
-            if self.hub.closing or self.bridge is not None:
+            if not self._still_current(sandbox_id):
                 return
             if not await self.hub.backend.is_alive(sandbox_id):
                 break
             await asyncio.sleep(reconnect_delay_s(attempt))
+            if not self._still_current(sandbox_id):
+                return
             try:
-                await self._ensure_bridge()
+                await self._ensure_bridge(spawn=False)
                 return
             except (SandboxGone, BridgeClosed, OSError) as exc:
                 log.info("reattach to %s failed: %s", sandbox_id, exc)
-        if self.hub.closing or self.bridge is not None:
-            return
-        if self.store.sandbox_record(self.session_id)["sandbox_id"] == sandbox_id:
+        if self._still_current(sandbox_id):
             async with self._bridge_lock:
                 await self._report_dead(sandbox_id)
+
+    def _still_current(self, sandbox_id: str) -> bool:
+        """Whether a lost bridge to ``sandbox_id`` is still ours to mend."""
+        return (
+            not self.hub.closing
+            and self.bridge is None
+            and self.store.sandbox_record(self.session_id)["sandbox_id"] == sandbox_id
+        )
 
     async def _report_dead(self, sandbox_id: str | None) -> None:
         if sandbox_id is None or self.store.sandbox_record(self.session_id)["sandbox_id"] != sandbox_id:

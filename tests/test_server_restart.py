@@ -106,3 +106,29 @@ def test_a_restarted_server_reports_a_sandbox_that_died_while_it_was_down(
         second.stop()
     assert events[-1]["success"] is True
     assert [e["status"] for e in events if e["type"] == "sandbox_status"][-3:] == ["spawning", "cloning", "ready"]
+
+
+def test_a_restarted_server_reattaches_to_an_idle_sandbox(server_root, sandbox_env, make_repo, fake_anthropic):
+    fake_anthropic.on("hello", text("Hello!"))
+    repo = make_repo()
+    config = {"sandbox_env": sandbox_env}
+    first = ServerProcess(server_root, cloudws_config=config).start()
+    try:
+        with first.client() as client:
+            sid = client.post("/sessions", json={"repo": str(repo)}).json()["id"]
+            mid = client.post(f"/sessions/{sid}/prompts", json={"text": "hello"}).json()["message_id"]
+            wait_for(client, sid, lambda e: e["type"] == "execution_complete" and e["message_id"] == mid)
+    finally:
+        first.kill()
+
+    second = ServerProcess(server_root, cloudws_config=config).start()
+    try:
+        time.sleep(1)  # the new server reattaches on its own, with no prompt to send
+        kill_sandboxes(server_root / "data" / "cloudws")
+        with second.client() as client:
+            # Only a hub holding the bridge notices the death while nothing runs.
+            events = wait_for(client, sid, lambda e: e["type"] == "sandbox_status" and e["status"] == "failed",
+                              timeout_s=20)  # fmt: skip
+    finally:
+        second.stop()
+    assert [e["type"] for e in events].count("execution_complete") == 1

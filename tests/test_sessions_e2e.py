@@ -272,3 +272,26 @@ async def test_typing_starts_the_sandbox_before_the_first_prompt(api, open_socke
     statuses = [e["status"] for e in sock.events() if e["type"] == "sandbox_status"]
     assert statuses == ["spawning", "cloning", "ready"]
     assert fake_anthropic.main_requests() == [], "warming up asks the model nothing"
+
+
+async def test_a_dropped_bridge_is_reattached_and_the_prompt_completes_once(api, make_repo, fake_anthropic, jp_serverapp):
+    command = "echo begun > blip.txt && sleep 2 && echo ended >> blip.txt"
+    fake_anthropic.on("survive a blip", tool_use("Bash", {"command": command, "timeout": 60000}), text("Survived."))
+    session = await api.new_session(make_repo())
+    prompt = await api.prompt(session["id"], "survive a blip")
+    await api.wait_for_event(session["id"], lambda e: e["type"] == "tool_call" and e["status"] == "running")
+
+    # The link to the sandbox breaks (a network blip to a remote sandbox); the sandbox lives on.
+    runner = jp_serverapp.web_app.settings["cloudws_hub"].runner(session["id"])
+    await runner.bridge.close()
+
+    done = await api.wait_until_complete(session["id"], prompt["message_id"])
+    assert done["success"] is True
+    events = await api.events(session["id"])
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    assert not [e for e in events if e["type"] == "sandbox_status" and e["status"] == "failed"]
+    assert [e["status"] for e in events if e["type"] == "tool_call"] == ["running", "completed"]
+    assert [e["type"] for e in events].count("execution_complete") == 1
+    asked = [r for r in fake_anthropic.main_requests() if "survive a blip" in repr(r["body"]["messages"])]
+    assert len(asked) == 2, "one request for the tool call and one after it: the prompt ran once"
+    assert runner.bridge is not None, "the hub is connected again"
