@@ -156,6 +156,14 @@ def make_event(body: EventBody | dict[str, Any], seq: int, ts: float | None = No
     return {"seq": seq, "ts": time.time() if ts is None else ts, **data}
 
 
+def event_body_from_dict(data: dict[str, Any]) -> EventBody:
+    """The dataclass for an event dict. Unknown fields are ignored, so an older client reads a
+    newer hub's events."""
+    validate_event_body(data)
+    cls = EVENT_TYPES[data["type"]]
+    return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+
 def validate_event_body(data: dict[str, Any]) -> dict[str, Any]:
     """Check that ``data`` is a known event type with its required fields; return it."""
     if not isinstance(data, dict):
