@@ -1,0 +1,345 @@
+// jupyter_cloudws chat widget. Plain DOM, no dependencies: markdown arrives rendered and
+// sanitized from Python, so nothing here turns text into HTML except `item.html`.
+
+const STATUS_LABELS = {
+  spawning: "Starting sandbox", cloning: "Cloning", ready: "Ready", stopped: "Stopped", failed: "Failed",
+};
+const INACTIVE_AFTER_S = 7 * 24 * 3600;
+
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === "class") el.className = v;
+    else if (k === "text") el.textContent = v;
+    else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else el.setAttribute(k, v === true ? "" : String(v));
+  }
+  for (const c of children.flat()) if (c !== null && c !== undefined) el.append(c);
+  return el;
+}
+
+export function relativeTime(ts, now = Date.now() / 1000) {
+  const s = Math.max(0, now - ts);
+  if (s < 45) return "just now";
+  if (s < 3600) return `${Math.round(s / 60)} min ago`;
+  if (s < 86400) return `${Math.round(s / 3600)} h ago`;
+  const d = Math.round(s / 86400);
+  return d === 1 ? "yesterday" : `${d} days ago`;
+}
+
+function seconds(ms) {
+  if (ms === null || ms === undefined) return "";
+  return ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`;
+}
+
+// The words come from the kernel (tools.group_words), so the label is defined once.
+function groupLabel(item, n) {
+  const w = item.group_words;
+  if (!w) return `${item.tool} ×${n}`;
+  return `${w[0]} ${n} ${n === 1 ? w[1] : w[2]}`;
+}
+
+// Consecutive calls of one tool form one block; everything else is a block of its own.
+export function toBlocks(items) {
+  const blocks = [];
+  for (const item of items) {
+    const last = blocks[blocks.length - 1];
+    if (item.kind === "tool" && last && last.kind === "tools" && last.tool === item.tool
+        && last.items[0].message_id === item.message_id) {
+      last.items.push(item);
+    } else if (item.kind === "tool") {
+      blocks.push({ key: item.id, kind: "tools", tool: item.tool, items: [item] });
+    } else {
+      blocks.push({ key: item.id, kind: item.kind, items: [item] });
+    }
+  }
+  return blocks;
+}
+
+function toolRow(item, openIds) {
+  const state = item.status === "running" ? "running" : item.status === "error" ? "error" : "done";
+  const elapsed = item.status === "running"
+    ? h("span", { class: "cw-elapsed", "data-started": item.started_ts || "" })
+    : h("span", { class: "cw-elapsed", text: seconds(item.duration_ms) });
+  const details = h("details", { class: `cw-tool cw-${state}`, "data-id": item.id, open: openIds.has(item.id) },
+    h("summary", {},
+      h("span", { class: "cw-icon", text: item.icon || "🔧" }),
+      h("span", { class: "cw-tool-name", text: item.tool }),
+      h("span", { class: "cw-summary", text: item.summary || "" }),
+      h("span", { class: `cw-state cw-state-${state}`, text: state === "running" ? "running" : state === "error" ? "error" : "done" }),
+      elapsed),
+    h("div", { class: "cw-io" },
+      h("div", { class: "cw-io-label", text: "Input" }), h("pre", { class: "cw-input", text: item.input || "" }),
+      item.output !== null && item.output !== undefined
+        ? [h("div", { class: "cw-io-label", text: "Output" }), h("pre", { class: "cw-output", text: item.output })]
+        : null));
+  return details;
+}
+
+function renderBlock(block, openIds) {
+  const item = block.items[0];
+  if (block.kind === "tools") {
+    if (block.items.length === 1) return h("div", { class: "cw-block cw-tools" }, toolRow(item, openIds));
+    const running = block.items.some((i) => i.status === "running");
+    const failed = block.items.some((i) => i.status === "error");
+    const groupId = `group:${block.key}`;
+    return h("div", { class: "cw-block cw-tools" },
+      h("details", { class: "cw-group", "data-id": groupId, open: openIds.has(groupId) },
+        h("summary", {},
+          h("span", { class: "cw-icon", text: item.icon || "🔧" }),
+          h("span", { class: "cw-group-label", text: groupLabel(item, block.items.length) }),
+          h("span", { class: `cw-state cw-state-${running ? "running" : failed ? "error" : "done"}`,
+            text: running ? "running" : failed ? "error" : "done" })),
+        block.items.map((i) => toolRow(i, openIds))));
+  }
+  if (block.kind === "user") {
+    return h("div", { class: `cw-block cw-user${item.queued ? " cw-queued" : ""}` },
+      h("div", { class: "cw-who", text: item.queued ? `${item.author} · queued` : item.author }),
+      h("div", { class: "cw-user-text", text: item.text }));
+  }
+  if (block.kind === "assistant") {
+    const div = h("div", { class: `cw-block cw-assistant cloudws-md${item.streaming ? " cw-streaming" : ""}` });
+    div.innerHTML = item.html; // rendered by markdown-it and sanitized by nh3 in the kernel
+    return div;
+  }
+  if (block.kind === "result") {
+    const cost = item.cost_usd !== null && item.cost_usd !== undefined ? ` · $${item.cost_usd.toFixed(4)}` : "";
+    const text = item.interrupted ? `■ Stopped after ${seconds(item.duration_ms) || "a moment"}`
+      : item.success ? `✓ Done in ${seconds(item.duration_ms)}${cost}` : `✗ Failed: ${item.error || "unknown error"}`;
+    return h("div", { class: `cw-block cw-result ${item.success ? "cw-ok" : "cw-bad"}`, text });
+  }
+  if (block.kind === "git") {
+    const text = item.error ? `⎇ git: ${item.error}`
+      : `⎇ committed ${item.sha} on ${item.branch}${item.pushed ? " · pushed" : ""}`;
+    return h("div", { class: `cw-block cw-git${item.error ? " cw-bad" : ""}`, text });
+  }
+  return h("div", { class: `cw-block cw-notice cw-${item.level || "info"}`, text: item.text || "" });
+}
+
+// -- the model, once per widget: keep the transcript current for every view --------------------
+
+function initialize({ model }) {
+  model.on("msg:custom", (msg) => {
+    // The view is switched locally by clicks; the kernel says when it switches it (a session
+    // opened, one archived), since setting the trait to the value it already holds sends nothing.
+    if (msg.type === "view") { model.set("view", msg.view); return; }
+    if (msg.type !== "upsert") return;
+    const items = [...(model.get("transcript") || [])];
+    const index = new Map(items.map((it, i) => [it.id, i]));
+    for (const it of msg.items) {
+      if (index.has(it.id)) items[index.get(it.id)] = it;
+      else { index.set(it.id, items.length); items.push(it); }
+    }
+    model.set("transcript", items); // local only: the kernel already holds this state
+  });
+}
+
+// -- one view ---------------------------------------------------------------------------------
+
+function render({ model, el }) {
+  const root = h("div", { class: "cloudws-chat" });
+  el.append(root);
+  const header = h("div", { class: "cw-header" });
+  const banner = h("div", { class: "cw-banner", role: "alert" });
+  const panel = h("div", { class: "cw-panel" });
+  const list = h("div", { class: "cw-transcript", "aria-live": "polite" });
+  const working = h("div", { class: "cw-working" });
+  const composer = h("div", { class: "cw-composer" });
+  root.append(header, banner, panel, list, working, composer);
+
+  const nodes = new Map(); // block key -> { el, sig }
+  const send = (content) => model.send(content);
+
+  // Header: title (editable), branch, sandbox badge, connection, session actions.
+  function renderHeader() {
+    const s = model.get("session") || {};
+    header.replaceChildren();
+    if (!s.id) {
+      header.append(h("span", { class: "cw-title", text: "Claude Code sessions" }));
+    } else {
+      const title = h("span", { class: "cw-title", title: "Click to rename", tabindex: 0, text: s.title || "Untitled" });
+      title.addEventListener("click", () => editTitle(title, s.title || ""));
+      title.addEventListener("keydown", (e) => { if (e.key === "Enter") editTitle(title, s.title || ""); });
+      const status = model.get("sandbox_status");
+      header.append(title,
+        h("span", { class: "cw-branch", title: s.repo || "", text: s.branch || "" }),
+        h("span", { class: `cw-badge cw-badge-${status}`, title: model.get("sandbox_detail") || "",
+          text: STATUS_LABELS[status] || status }));
+    }
+    const conn = model.get("connection") || {};
+    if (conn.state === "reconnecting") {
+      header.append(h("span", { class: "cw-conn cw-conn-warn", text: `Reconnecting (${conn.attempt}/${conn.max_attempts})…` }));
+    } else if (conn.state === "failed") {
+      header.append(h("span", { class: "cw-conn cw-conn-bad", title: conn.error || "", text: "Disconnected" }));
+    }
+    header.append(h("span", { class: "cw-spacer" }),
+      h("button", { class: "cw-btn", title: "All sessions", onclick: () => { model.set("view", "sessions"); redrawPanel(); send({ type: "list_sessions" }); } }, "Sessions"),
+      h("button", { class: "cw-btn", title: "New session", onclick: () => { model.set("view", "new"); redrawPanel(); send({ type: "list_sessions" }); } }, "New"),
+      s.id ? h("button", { class: "cw-btn", title: "Archive this session", onclick: () => send({ type: "archive" }) }, "Archive") : null);
+  }
+
+  function editTitle(span, current) {
+    const input = h("input", { class: "cw-title-input", value: current, "aria-label": "Session title" });
+    let done = false;
+    const finish = (save) => {
+      if (done) return;
+      done = true;
+      if (save && input.value.trim() && input.value.trim() !== current) send({ type: "rename", title: input.value.trim() });
+      renderHeader();
+    };
+    input.addEventListener("keydown", (e) => {
+      if (e.key === "Enter") { e.preventDefault(); finish(true); }
+      if (e.key === "Escape") { e.preventDefault(); e.stopPropagation(); finish(false); }
+    });
+    input.addEventListener("blur", () => finish(false));
+    span.replaceWith(input);
+    input.focus();
+    input.select();
+  }
+
+  // The session picker and the new-session form share the panel slot.
+  function redrawPanel() {
+    const view = model.get("view");
+    panel.replaceChildren();
+    panel.hidden = view === "chat";
+    if (view === "sessions") panel.append(pickerView());
+    if (view === "new") panel.append(newSessionView());
+    const hideChat = view !== "chat" && !(model.get("session") || {}).id;
+    list.hidden = composer.hidden = working.hidden = hideChat;
+  }
+
+  function pickerView() {
+    const search = h("input", { class: "cw-search", type: "search", placeholder: "Search sessions by title or repository" });
+    let timer = null;
+    search.addEventListener("input", () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => send({ type: "list_sessions", q: search.value }), 200);
+    });
+    const now = Date.now() / 1000;
+    const sessions = model.get("sessions") || [];
+    const group = (name, rows) => rows.length ? h("div", { class: "cw-group-list" },
+      h("div", { class: "cw-group-title", text: `${name} (${rows.length})` }),
+      rows.map((s) => h("button", { class: "cw-session-row", "data-id": s.id, onclick: () => send({ type: "open_session", id: s.id }) },
+        h("span", { class: "cw-row-title", text: s.title }),
+        h("span", { class: "cw-row-repo", text: s.repo }),
+        h("span", { class: "cw-row-time", title: new Date(s.updated_at * 1000).toLocaleString(), text: relativeTime(s.updated_at, now) })))) : null;
+    const active = sessions.filter((s) => now - s.updated_at < INACTIVE_AFTER_S);
+    const inactive = sessions.filter((s) => now - s.updated_at >= INACTIVE_AFTER_S);
+    const close = (model.get("session") || {}).id
+      ? h("button", { class: "cw-btn", onclick: () => { model.set("view", "chat"); redrawPanel(); } }, "Back to chat") : null;
+    return h("div", { class: "cw-picker" }, h("div", { class: "cw-row" }, search, close),
+      sessions.length ? [group("Active", active), group("Inactive", inactive)]
+        : h("div", { class: "cw-empty", text: "No sessions yet. Start one with New." }));
+  }
+
+  function newSessionView() {
+    const repo = h("input", { class: "cw-repo", placeholder: "Repository: a git URL or a local path", "aria-label": "Repository" });
+    const title = h("input", { class: "cw-new-title", placeholder: "Title (optional)", "aria-label": "Title" });
+    const branch = h("input", { class: "cw-base-branch", placeholder: "Base branch (default branch if empty)", "aria-label": "Base branch" });
+    const modelSel = h("select", { class: "cw-model", "aria-label": "Model" },
+      (model.get("models") || []).map((m) => h("option", { value: m.id, text: m.label })));
+    const chips = h("div", { class: "cw-chips" }, (model.get("recent_repos") || []).map((r) =>
+      h("button", { class: "cw-chip", title: r, onclick: () => { repo.value = r; repo.focus(); } }, r.split("/").filter(Boolean).pop() || r)));
+    const create = () => {
+      if (!repo.value.trim()) { repo.focus(); return; }
+      send({ type: "new_session", repo: repo.value.trim(), title: title.value.trim(), base_branch: branch.value.trim(), model: modelSel.value });
+    };
+    for (const input of [repo, title, branch]) input.addEventListener("keydown", (e) => { if (e.key === "Enter") create(); });
+    return h("div", { class: "cw-new" },
+      h("div", { class: "cw-form-title", text: "New session" }), repo, chips, title, h("div", { class: "cw-row" }, modelSel, branch),
+      h("div", { class: "cw-row" },
+        h("button", { class: "cw-btn cw-primary", onclick: create }, "Create"),
+        h("button", { class: "cw-btn", onclick: () => { model.set("view", (model.get("session") || {}).id ? "chat" : "sessions"); redrawPanel(); } }, "Cancel")));
+  }
+
+  // The transcript: keyed blocks, re-rendered only when their items changed.
+  function renderTranscript() {
+    const nearBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 60;
+    const openIds = new Set([...list.querySelectorAll("details[open]")].map((d) => d.dataset.id));
+    const blocks = toBlocks(model.get("transcript") || []);
+    const seen = new Set();
+    let previous = null;
+    for (const block of blocks) {
+      seen.add(block.key);
+      const sig = JSON.stringify(block.items);
+      let node = nodes.get(block.key);
+      if (!node || node.sig !== sig) {
+        const el2 = renderBlock(block, openIds);
+        if (node) node.el.replaceWith(el2);
+        node = { el: el2, sig };
+        nodes.set(block.key, node);
+      }
+      const want = previous ? previous.nextSibling : list.firstChild;
+      if (want !== node.el) list.insertBefore(node.el, want);
+      previous = node.el;
+    }
+    for (const [key, node] of nodes) if (!seen.has(key)) { node.el.remove(); nodes.delete(key); }
+    if (nearBottom) list.scrollTop = list.scrollHeight;
+  }
+
+  // Composer: Ctrl/Cmd+Enter sends, Escape stops; disabled with the reason when it cannot send.
+  const textarea = h("textarea", { class: "cw-input-text", rows: 3, "aria-label": "Prompt" });
+  const sendBtn = h("button", { class: "cw-btn cw-primary cw-send", title: "Send (Ctrl+Enter)" }, "Send");
+  const stopBtn = h("button", { class: "cw-btn cw-stop", title: "Stop (Escape)" }, "Stop");
+  composer.append(textarea, h("div", { class: "cw-composer-actions" }, stopBtn, sendBtn));
+  const submit = () => {
+    const text = textarea.value.trim();
+    if (!text || textarea.disabled) return;
+    send({ type: "send", text });
+    textarea.value = "";
+  };
+  sendBtn.addEventListener("click", submit);
+  stopBtn.addEventListener("click", () => send({ type: "stop" }));
+  let lastTyping = 0;
+  textarea.addEventListener("keydown", (e) => {
+    e.stopPropagation(); // keep JupyterLab's notebook shortcuts out of the prompt box
+    if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); submit(); }
+    else if (e.key === "Escape") { e.preventDefault(); if (model.get("working")) send({ type: "stop" }); }
+    else if (Date.now() - lastTyping > 5000) { lastTyping = Date.now(); send({ type: "typing" }); }
+  });
+
+  function renderComposer() {
+    const s = model.get("session") || {};
+    const status = model.get("sandbox_status");
+    const conn = (model.get("connection") || {}).state;
+    const busy = model.get("working");
+    let reason = null;
+    if (!s.id) reason = "Open or create a session to send a prompt";
+    else if (s.archived) reason = "This session is archived";
+    else if (conn === "failed") reason = "Disconnected from the server: send again to reconnect";
+    else if (status === "spawning") reason = "Starting the sandbox…";
+    else if (status === "cloning") reason = "Cloning the repository…";
+    textarea.disabled = reason !== null && conn !== "failed";
+    textarea.placeholder = reason || (busy ? "Queue a follow-up… (Ctrl+Enter)"
+      : status === "failed" ? "The sandbox failed; sending starts a fresh one (Ctrl+Enter)" : "Ask Claude… (Ctrl+Enter to send, Escape to stop)");
+    sendBtn.disabled = textarea.disabled;
+    stopBtn.hidden = !busy;
+    working.replaceChildren();
+    if (busy) working.append(h("span", { class: "cw-spinner" }), h("span", { text: "Claude is working…" }));
+    const err = model.get("error");
+    banner.hidden = !err;
+    banner.textContent = err || "";
+  }
+
+  // Running tool rows show their elapsed time, ticking.
+  const ticker = setInterval(() => {
+    const now = Date.now() / 1000;
+    for (const span of list.querySelectorAll("[data-started]")) {
+      const started = parseFloat(span.dataset.started);
+      if (started) span.textContent = `${Math.max(0, now - started).toFixed(0)} s`;
+    }
+  }, 1000);
+
+  const all = () => { renderHeader(); redrawPanel(); renderTranscript(); renderComposer(); };
+  model.on("change:transcript", renderTranscript);
+  for (const name of ["session", "connection", "sandbox_status", "sandbox_detail"]) {
+    model.on(`change:${name}`, () => { renderHeader(); renderComposer(); });
+  }
+  for (const name of ["working", "error"]) model.on(`change:${name}`, renderComposer);
+  for (const name of ["view", "sessions", "recent_repos"]) model.on(`change:${name}`, redrawPanel);
+  all();
+  return () => clearInterval(ticker);
+}
+
+export default { initialize, render };

@@ -1,0 +1,226 @@
+"""The chat widget's Python side: a live view of one session, and a picker to switch sessions.
+
+The transcript is widget state (``transcript``), so a reloaded page or a second view gets the
+whole history from the kernel. It is updated in place, without a trait sync, and each change is
+sent to the front end as an ``upsert`` message: one event costs one small message, never a
+resend of the whole transcript.
+
+Stream callbacks come from the client's background thread; a lock keeps the transcript whole.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anywidget
+import traitlets
+
+from .markdown import PYGMENTS_CSS
+from .transcript import Item, Transcript
+
+if TYPE_CHECKING:
+    from ..client import Client, Session
+
+HERE = Path(__file__).parent
+# Aliases Claude Code resolves to the current model of each family ('' keeps its default).
+MODELS = [
+    {"id": "", "label": "Default"},
+    {"id": "sonnet", "label": "Sonnet"},
+    {"id": "opus", "label": "Opus"},
+    {"id": "haiku", "label": "Haiku"},
+]
+STREAM_RENDER_INTERVAL_S = 0.08  # how often a growing block of text is rendered again
+TYPING_INTERVAL_S = 5.0  # at most one warm-up hint per this many seconds
+
+
+class ChatWidget(anywidget.AnyWidget):
+    _esm = HERE / "chat.js"
+    _css = (HERE / "chat.css").read_text() + "\n" + PYGMENTS_CSS
+
+    session = traitlets.Dict().tag(sync=True)
+    transcript = traitlets.List().tag(sync=True)
+    working = traitlets.Bool(False).tag(sync=True)
+    running_message_id = traitlets.Unicode(allow_none=True, default_value=None).tag(sync=True)
+    sandbox_status = traitlets.Unicode("stopped").tag(sync=True)
+    sandbox_detail = traitlets.Unicode("").tag(sync=True)
+    connection = traitlets.Dict({"state": "idle"}).tag(sync=True)
+    sessions = traitlets.List().tag(sync=True)
+    recent_repos = traitlets.List().tag(sync=True)
+    models = traitlets.List(MODELS).tag(sync=True)
+    view = traitlets.Unicode("chat").tag(sync=True)
+    error = traitlets.Unicode("").tag(sync=True)
+    notice = traitlets.Unicode("").tag(sync=True)
+
+    def __init__(self, client: Client, session: Session | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.client = client
+        self._session: Session | None = None
+        self._unsubscribe: Any = None
+        self._lock = threading.RLock()
+        self._transcript = Transcript()
+        self._last_render_s = 0.0
+        self._render_timer: threading.Timer | None = None
+        self._last_typing_s = 0.0
+        self.on_msg(self._on_front_end_message)
+        if session is not None:
+            self.open_session(session)
+        else:
+            self.show_sessions()
+
+    # -- which session -----------------------------------------------------------------------
+
+    @property
+    def current(self) -> Session | None:
+        return self._session
+
+    def open_session(self, session: Session) -> None:
+        with self._lock:
+            if self._unsubscribe is not None:
+                self._unsubscribe()
+            self._session = session
+            self._transcript = Transcript()
+            with self.hold_sync():
+                self.transcript = []
+                self.session = _session_dict(session)
+                self.error = ""
+                self._sync_status()
+            self._show("chat")
+            # Replays every event so far, then streams: the transcript fills in from callbacks.
+            self._unsubscribe = session.subscribe(self._on_stream)
+
+    def show_sessions(self, q: str | None = None) -> None:
+        try:
+            listed = self.client.sessions(q=q or None)
+            self.sessions = [_session_dict(s) for s in listed]
+            self.recent_repos = self.client.recent_repos()
+        except Exception as exc:  # shown in the widget: a traceback in a callback goes nowhere
+            self.error = str(exc)
+        if self._session is None:
+            self._show("sessions")
+
+    def _show(self, view: str) -> None:
+        self.view = view
+        self.send({"type": "view", "view": view})
+
+    def close(self) -> None:
+        with self._lock:
+            if self._unsubscribe is not None:
+                self._unsubscribe()
+                self._unsubscribe = None
+            if self._render_timer is not None:
+                self._render_timer.cancel()
+        super().close()
+
+    # -- the stream (client thread) ----------------------------------------------------------
+
+    def _on_stream(self, kind: str, payload: dict[str, Any]) -> None:
+        with self._lock:
+            if kind == "event":
+                self._push(self._transcript.apply(payload))
+                self._sync_status()
+            elif kind == "delta":
+                self._push(self._transcript.apply_delta(payload["message_id"], int(payload.get("index") or 0),
+                                                        payload.get("text") or ""))  # fmt: skip
+                self._render_streaming_soon()
+            elif kind == "session":
+                self.session = payload
+            elif kind == "connection":
+                self.connection = payload
+
+    def _render_streaming_soon(self) -> None:
+        now = time.monotonic()
+        if now - self._last_render_s >= STREAM_RENDER_INTERVAL_S:
+            self._render_streaming()
+        elif self._render_timer is None:
+            delay_s = STREAM_RENDER_INTERVAL_S - (now - self._last_render_s)
+            self._render_timer = threading.Timer(delay_s, self._render_streaming)
+            self._render_timer.daemon = True
+            self._render_timer.start()
+
+    def _render_streaming(self) -> None:
+        with self._lock:
+            self._render_timer = None
+            self._last_render_s = time.monotonic()
+            self._push(self._transcript.render_streaming())
+
+    def _push(self, items: list[Item]) -> None:
+        if not items:
+            return
+        # The trait's list is updated in place: the kernel's state stays whole for a reload,
+        # and only the changed items travel.
+        self.transcript.clear()
+        self.transcript.extend(self._transcript.items)
+        self.send({"type": "upsert", "items": items})
+
+    def _sync_status(self) -> None:
+        t = self._transcript
+        with self.hold_sync():
+            self.working = t.working
+            self.running_message_id = t.running_message_id
+            self.sandbox_status = t.sandbox_status if t.last_seq else (self.session or {}).get(
+                "sandbox_status", "stopped"
+            )
+            self.sandbox_detail = t.sandbox_detail
+
+    # -- the front end (kernel thread) -------------------------------------------------------
+
+    def _on_front_end_message(self, _: Any, content: dict[str, Any], buffers: list[bytes]) -> None:
+        kind = content.get("type")
+        try:
+            self.error = ""
+            if kind == "send":
+                self._require_session().prompt(str(content.get("text") or ""), model=content.get("model") or None)
+            elif kind == "stop":
+                self._require_session().stop()
+            elif kind == "typing":
+                self._typing()
+            elif kind == "list_sessions":
+                self.show_sessions(content.get("q"))
+            elif kind == "open_session":
+                self.open_session(self.client.session(str(content.get("id"))))
+            elif kind == "new_session":
+                self.open_session(self.client.new_session(
+                    str(content.get("repo") or "").strip(), base_branch=content.get("base_branch") or None,
+                    title=content.get("title") or None, model=content.get("model") or None,
+                ))  # fmt: skip
+            elif kind == "rename":
+                session = self._require_session()
+                session.rename(str(content.get("title") or ""))
+                self.session = _session_dict(session)
+            elif kind == "archive":
+                self._require_session().archive()
+                with self._lock:
+                    if self._unsubscribe is not None:
+                        self._unsubscribe()
+                        self._unsubscribe = None
+                    self._session = None
+                self.session = {}
+                self.show_sessions()
+        except Exception as exc:
+            self.error = str(exc)
+
+    def _require_session(self) -> Session:
+        if self._session is None:
+            raise RuntimeError("no session is open: pick one or create one")
+        return self._session
+
+    def _typing(self) -> None:
+        now = time.monotonic()
+        if self._session is None or now - self._last_typing_s < TYPING_INTERVAL_S:
+            return
+        self._last_typing_s = now
+        warm_up = getattr(self._session, "warm_up", None)
+        if warm_up is not None:
+            warm_up()
+
+
+def _session_dict(session: Session) -> dict[str, Any]:
+    data = getattr(session, "data", None)
+    if isinstance(data, dict):
+        return dict(data)
+    keys = ("id", "title", "branch", "status", "repo", "model", "base_branch", "sandbox_status", "archived",
+            "created_at", "updated_at")  # fmt: skip
+    return {k: getattr(session, k, None) for k in keys}
