@@ -213,6 +213,11 @@ async def test_archiving_a_session_stops_its_sandbox_and_keeps_its_history(
     code, archived = await api.patch(f"sessions/{session['id']}", {"archived": True})
     assert code == 200 and archived["archived"] is True
     await api.wait_for_event(session["id"], lambda e: e["type"] == "sandbox_status" and e["status"] == "stopped")
+    # The daemon logs "stopped" as it shuts down, a moment before its process is gone.
+    for _ in range(100):
+        if not Path(f"/proc/{pid_file.read_text()}").exists():
+            break
+        await asyncio.sleep(0.05)
     assert not Path(f"/proc/{pid_file.read_text()}").exists(), "the sandbox process ended"
     events = await api.events(session["id"])
     assert not [e for e in events if e.get("status") == "failed"], "a deliberate stop is no failure"

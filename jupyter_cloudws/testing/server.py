@@ -22,13 +22,43 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class ServerProcess:
-    """``jupyter server`` on 127.0.0.1 with its own Jupyter dirs under ``root``."""
+# JupyterLab made quiet for tests: no browser, no news or update checks, no PyPI extension manager.
+LAB_ARGS = [
+    "--LabApp.expose_app_in_browser=True",
+    "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+    "--LabApp.extension_manager=readonly",
+]
+LAB_CONFIG = {"news_url": None}  # JSON null: None on the command line would be the string "None"
+# User settings: never ask about or fetch news; no autosave, so what is on disk is what a test saved.
+LAB_USER_SETTINGS = {
+    "@jupyterlab/apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
+    "@jupyterlab/docmanager-extension/plugin": {"autosave": False},
+}
 
-    def __init__(self, root: Path, *, cloudws_config: dict[str, Any] | None = None, token: str = "test-token") -> None:
+
+class ServerProcess:
+    """``jupyter server`` on 127.0.0.1 with its own Jupyter dirs under ``root``.
+
+    ``app="jupyterlab"`` runs JupyterLab instead (``python -m jupyterlab``) with the same dirs,
+    token and extension config, for browser tests; open ``lab_url(path)`` in the browser. Kernels
+    inherit ``JUPYTER_RUNTIME_DIR``, so notebook code finds the server through
+    ``jupyter_server.serverapp.list_running_servers()``.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        cloudws_config: dict[str, Any] | None = None,
+        token: str = "test-token",
+        app: str = "jupyter_server",
+    ) -> None:
+        if app not in ("jupyter_server", "jupyterlab"):
+            raise ValueError(f"app must be 'jupyter_server' or 'jupyterlab', not {app!r}")
         self.root = root
         self.token = token
         self.cloudws_config = cloudws_config or {}
+        self.app = app
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -37,16 +67,37 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.port}/cloudws/api"
 
     @property
+    def url(self) -> str:
+        """The server's base URL, ending in ``/``."""
+        return f"http://127.0.0.1:{self.port}/"
+
+    @property
+    def work_dir(self) -> Path:
+        """The server's root_dir: notebooks and files the browser sees."""
+        return self.root / "work"
+
+    def lab_url(self, path: str = "", workspace: str | None = None) -> str:
+        """JupyterLab's page for ``path`` (relative to ``work_dir``; empty: the Launcher), with the token.
+        A ``workspace`` name keeps the page's layout apart from other pages' (else: "default")."""
+        page = f"lab/workspaces/{workspace}" if workspace else "lab"
+        if path:
+            page += f"/tree/{path.lstrip('/')}"
+        return f"{self.url}{page}?token={self.token}"
+
+    @property
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"token {self.token}"}
 
-    def start(self, timeout_s: float = 30.0) -> ServerProcess:
-        self.port = free_port()
+    def start(self, timeout_s: float = 30.0, port: int | None = None) -> ServerProcess:
+        """Start on ``port`` (default: a free one); a restart on the old port keeps the URL clients know."""
+        self.port = port or free_port()
         for sub in ("config", "data", "runtime", "work"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
-        (self.root / "config" / "jupyter_server_config.json").write_text(
-            json.dumps({"CloudWorkspaces": self.cloudws_config})
-        )
+        server_config: dict[str, Any] = {"CloudWorkspaces": self.cloudws_config}
+        if self.app == "jupyterlab":
+            server_config["LabApp"] = LAB_CONFIG
+            self._write_lab_settings()
+        (self.root / "config" / "jupyter_server_config.json").write_text(json.dumps(server_config))
         env = {
             **os.environ,
             "JUPYTER_CONFIG_DIR": str(self.root / "config"),
@@ -54,10 +105,15 @@ class ServerProcess:
             "JUPYTER_RUNTIME_DIR": str(self.root / "runtime"),
         }
         argv = [
-            sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root", f"--port={self.port}",
+            sys.executable, "-m", self.app, "--no-browser", "--allow-root", f"--port={self.port}",
             "--ServerApp.ip=127.0.0.1", "--ServerApp.port_retries=0", f"--IdentityProvider.token={self.token}",
             f"--ServerApp.root_dir={self.root / 'work'}",
         ]  # fmt: skip
+        if self.app == "jupyterlab":
+            argv += [
+                *LAB_ARGS, f"--LabApp.workspaces_dir={self.root / 'lab' / 'workspaces'}",
+                f"--LabApp.user_settings_dir={self.root / 'lab' / 'user-settings'}",
+            ]  # fmt: skip
         log = open(self.root / "server.log", "ab")  # noqa: SIM115 - the child holds it
         self.proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
@@ -72,6 +128,15 @@ class ServerProcess:
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"jupyter server did not answer in {timeout_s} s: {self.log_tail()}")
+
+    def _write_lab_settings(self) -> None:
+        for plugin, settings in LAB_USER_SETTINGS.items():
+            package, name = plugin.rsplit("/", 1)
+            path = self.root / "lab" / "user-settings" / package / f"{name}.jupyterlab-settings"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if not path.exists():  # keep what a test (or the user, in the page) changed
+                path.write_text(json.dumps(settings))
+        (self.root / "lab" / "workspaces").mkdir(parents=True, exist_ok=True)
 
     def kill(self) -> None:
         """SIGKILL: the server gets no chance to tidy up, as in a crash or a laptop lid closing."""

@@ -1,0 +1,140 @@
+"""The chat widget's kernel side, driven the way its front end drives it (custom messages), against
+a real server, the real Claude Code CLI and the fake API: what state a browser would render."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from client_helpers import make_bare_repo, start_server, until
+from conftest import kill_sandboxes
+
+from jupyter_cloudws.client import Client
+from jupyter_cloudws.testing.fake_anthropic import FakeAnthropic, text, tool_use, turn
+from jupyter_cloudws.testing.server import ServerProcess
+from jupyter_cloudws.widget import ChatWidget
+from jupyter_cloudws.widget.panel import widget_for
+
+WAIT_S = 60
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeAnthropic]:
+    with FakeAnthropic() as fake:
+        fake.on(
+            "write the notes",
+            tool_use("Write", {"file_path": "notes.md", "content": "# Notes\n"}),
+            tool_use("Read", {"file_path": "notes.md"}),
+            turn(text("Wrote **notes.md**:\n\n| file | ok |\n|---|---|\n| notes.md | yes |"), delay_s=0.02),
+        )
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, fake: FakeAnthropic) -> Iterator[ServerProcess]:
+    root = tmp_path_factory.mktemp("widget")
+    proc = start_server(root / "server", fake)
+    yield proc
+    proc.stop()
+    kill_sandboxes(root / "server" / "data" / "cloudws")
+
+
+@pytest.fixture
+def client(server: ServerProcess) -> Iterator[Client]:
+    with Client(server.url, server.token) as client:
+        yield client
+
+
+class SentMessages:
+    """What the widget sent to its front end."""
+
+    def __init__(self, widget: ChatWidget) -> None:
+        self.messages: list[dict[str, Any]] = []
+        widget.send = lambda content, buffers=None: self.messages.append(content)  # type: ignore[method-assign]
+
+    def upserted(self) -> list[dict[str, Any]]:
+        return [item for m in self.messages if m["type"] == "upsert" for item in m["items"]]
+
+
+def front_end(widget: ChatWidget, **content: Any) -> None:
+    widget._on_front_end_message(widget, content, [])
+
+
+def test_a_prompt_from_the_widget_fills_its_transcript(client: Client, tmp_path: Path) -> None:
+    session = client.new_session(str(make_bare_repo(tmp_path)), title="Notes")
+    widget = ChatWidget(client, session)
+    sent = SentMessages(widget)
+    assert widget.session["title"] == "Notes" and widget.view == "chat" and widget.transcript == []
+
+    front_end(widget, type="send", text="Please write the notes")
+    until(lambda: any(i["kind"] == "result" for i in widget.transcript), WAIT_S, "the prompt's result")
+
+    kinds = [i["kind"] for i in widget.transcript]
+    assert kinds == ["user", "tool", "tool", "assistant", "git", "result"]
+    tools = [i for i in widget.transcript if i["kind"] == "tool"]
+    assert [(t["tool"], t["summary"], t["status"]) for t in tools] == [
+        ("Write", "notes.md", "completed"), ("Read", "notes.md", "completed"),
+    ]  # fmt: skip
+    answer = next(i for i in widget.transcript if i["kind"] == "assistant")
+    assert "<table>" in answer["html"] and "<strong>notes.md</strong>" in answer["html"]
+    assert answer["streaming"] is False
+    result = widget.transcript[-1]
+    assert result["success"] and result["cost_usd"] is not None and result["duration_ms"] > 0
+    assert widget.working is False and widget.sandbox_status == "ready"
+
+    # Changes travelled as small upserts; text streamed in (rendered partially) before its final form.
+    assert all(m["type"] in ("upsert", "view") for m in sent.messages)
+    streamed = [i for i in sent.upserted() if i["id"] == answer["id"] and i["streaming"]]
+    assert streamed, "the answer was shown while it streamed"
+    assert max(len(m.get("items", [])) for m in sent.messages) < len(widget.transcript) + 2
+
+
+def test_a_second_display_of_a_session_is_the_same_model_with_the_whole_history(client: Client, tmp_path: Path):
+    session = client.new_session(str(make_bare_repo(tmp_path)))
+    session.prompt("Please write the notes")
+    session.wait(timeout=WAIT_S)
+    first = widget_for(client, session)
+    assert widget_for(client, session) is first
+    until(lambda: len(first.transcript) == 6, WAIT_S, "the replayed transcript")
+    assert first.get_state()["transcript"] == first.transcript, "a reload gets every item from the kernel"
+
+
+def test_the_picker_new_session_form_rename_and_archive(client: Client, tmp_path: Path):
+    repo = str(make_bare_repo(tmp_path, "picker"))
+    widget = ChatWidget(client)
+    SentMessages(widget)
+    assert widget.view == "sessions" and widget.session == {}
+
+    front_end(widget, type="new_session", repo=repo, title="From the form", model="haiku", base_branch="")
+    assert widget.error == ""
+    assert widget.session["title"] == "From the form" and widget.session["model"] == "haiku"
+    assert widget.view == "chat"
+
+    front_end(widget, type="rename", title="Renamed inline")
+    assert widget.session["title"] == "Renamed inline"
+    assert client.session(widget.session["id"]).refresh().title == "Renamed inline"
+
+    front_end(widget, type="list_sessions", q="Renamed inline")
+    assert [s["title"] for s in widget.sessions] == ["Renamed inline"]
+    assert repo in widget.recent_repos
+
+    sid = widget.session["id"]
+    front_end(widget, type="archive")
+    assert widget.session == {} and widget.view == "sessions"
+    assert sid not in [s["id"] for s in widget.sessions]
+    assert client.session(sid).refresh().archived is True
+
+
+def test_bad_input_from_the_front_end_shows_an_error_and_loses_nothing(client: Client, tmp_path: Path):
+    widget = ChatWidget(client)
+    SentMessages(widget)
+    front_end(widget, type="send", text="hello")
+    assert "no session is open" in widget.error
+    front_end(widget, type="new_session", repo=str(tmp_path / "not-a-repo"))
+    assert "not a git repository" in widget.error and widget.session == {}
+    front_end(widget, type="open_session", id="0" * 32)
+    assert "no session" in widget.error
+    front_end(widget, type="list_sessions")
+    assert widget.error == "", "the next good action clears the error"
