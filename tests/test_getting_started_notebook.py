@@ -36,9 +36,13 @@ def test_the_getting_started_notebook_runs_against_a_real_server(tmp_path, sandb
         out.get("text", "") or str(out.get("data", {}).get("text/plain", ""))
         for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs
     )  # fmt: skip
+    assert not [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert "is current" in outputs, "%cloudws new made the session current"
     assert "[completed] Write" in outputs and "[completed] Bash" in outputs
     assert "I added **hello.py**" in outputs and "\ndone\n" in outputs
+    widgets = [o for c in nb.cells for o in c.get("outputs", [])
+               if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]  # fmt: skip
+    assert widgets, "the prompt cell shows the live chat widget"
     branch = git("--git-dir", str(work / "demo-repo.git"), "branch", "--list", "cloudws/*").strip()
     files = git("--git-dir", str(work / "demo-repo.git"), "ls-tree", "--name-only", branch)
     assert "hello.py" in files.split()
-    assert not [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
