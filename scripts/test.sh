@@ -4,5 +4,12 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/bootstrap.sh
+# The browser tests (tests/browser) drive Debian's Chromium through Playwright; Playwright must
+# never download a browser of its own (that fails here), so install the distribution's.
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
+if [ ! -x /usr/bin/chromium ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
+fi
 .venv/bin/ruff check --quiet jupyter_cloudws sandbox tests benchmarks
 exec .venv/bin/python -m pytest -p no:cacheprovider "$@"

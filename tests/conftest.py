@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,22 +15,9 @@ from tornado.httpclient import HTTPClientError
 from tornado.websocket import WebSocketClientConnection
 
 from jupyter_cloudws.testing.fake_anthropic import FakeAnthropic
+from support import git, kill_sandboxes
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
-
-GIT_IDENTITY = {
-    "GIT_AUTHOR_NAME": "Seed",
-    "GIT_AUTHOR_EMAIL": "seed@example.test",
-    "GIT_COMMITTER_NAME": "Seed",
-    "GIT_COMMITTER_EMAIL": "seed@example.test",
-}
-
-
-def git(*args: str, cwd: Path | str | None = None) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True, env={**os.environ, **GIT_IDENTITY}
-    ).stdout.strip()
-
 
 @pytest.fixture
 def make_repo(tmp_path: Path) -> Callable[..., Path]:
@@ -53,15 +37,6 @@ def make_repo(tmp_path: Path) -> Callable[..., Path]:
         return bare
 
     return make
-
-
-def kill_sandboxes(data_dir: Path) -> None:
-    """End every sandbox daemon under ``data_dir``: they outlive servers by design."""
-    for pid_file in (data_dir / "sandboxes").glob("*/daemon.pid"):
-        try:
-            os.killpg(int(pid_file.read_text()), signal.SIGKILL)
-        except (ProcessLookupError, ValueError, PermissionError):
-            pass
 
 
 @pytest.fixture
@@ -229,10 +204,3 @@ def open_socket(jp_ws_fetch: Callable[..., Any]) -> Callable[..., Any]:
     yield open_
     for sock in sockets:
         sock.close()
-
-
-def completed(message_id: str) -> Callable[[dict[str, Any]], bool]:
-    """Predicate: the live event that ends ``message_id``."""
-    return lambda f: f["type"] == "event" and f["event"]["type"] == "execution_complete" and (
-        f["event"]["message_id"] == message_id
-    )

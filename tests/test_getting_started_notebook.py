@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import nbformat
-from conftest import git, kill_sandboxes
+from support import git, kill_sandboxes
 from nbclient import NotebookClient
 
 from jupyter_cloudws.testing.fake_anthropic import text, tool_use

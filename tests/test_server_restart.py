@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import git, kill_sandboxes
+from support import git, kill_sandboxes
 
 from jupyter_cloudws.testing.fake_anthropic import latest_human_text, text, tool_use
 from jupyter_cloudws.testing.server import ServerProcess

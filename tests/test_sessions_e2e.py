@@ -10,7 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from conftest import completed, git
+from support import completed, git
 
 from jupyter_cloudws.testing.fake_anthropic import text, tool_use, turn
 

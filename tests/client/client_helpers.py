@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from conftest import git
+from support import git
 
 from jupyter_cloudws.testing.fake_anthropic import FakeAnthropic
 from jupyter_cloudws.testing.server import ServerProcess

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from client_helpers import Recorder, make_bare_repo, sandboxes_dir, start_server, until
-from conftest import kill_sandboxes
+from support import kill_sandboxes
 
 from jupyter_cloudws.client import Client, ConnectionLost, ServerUnreachable
 from jupyter_cloudws.testing.fake_anthropic import FakeAnthropic, text, tool_use

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 from client_helpers import Recorder, make_bare_repo, sandboxes_dir, start_server, until
-from conftest import git, kill_sandboxes
+from support import git, kill_sandboxes
 
 from jupyter_cloudws.client import (
     BadRepo,

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from client_helpers import make_bare_repo, start_server, until
-from conftest import kill_sandboxes
+from support import kill_sandboxes
 
 from jupyter_cloudws.client import Client
 from jupyter_cloudws.testing.fake_anthropic import FakeAnthropic, text, tool_use, turn

@@ -1,0 +1,40 @@
+"""Helpers shared by test modules (fixtures live in conftest.py files). ``tests/`` is on
+pytest's ``pythonpath``, so any test module can ``from support import ...``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "Seed",
+    "GIT_AUTHOR_EMAIL": "seed@example.test",
+    "GIT_COMMITTER_NAME": "Seed",
+    "GIT_COMMITTER_EMAIL": "seed@example.test",
+}
+
+
+def git(*args: str, cwd: Path | str | None = None) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True, env={**os.environ, **GIT_IDENTITY}
+    ).stdout.strip()
+
+
+def kill_sandboxes(data_dir: Path) -> None:
+    """End every sandbox daemon under ``data_dir``: they outlive servers by design."""
+    for pid_file in (data_dir / "sandboxes").glob("*/daemon.pid"):
+        try:
+            os.killpg(int(pid_file.read_text()), signal.SIGKILL)
+        except (ProcessLookupError, ValueError, PermissionError):
+            pass
+
+
+def completed(message_id: str) -> Callable[[dict[str, Any]], bool]:
+    """Predicate: the live event that ends ``message_id``."""
+    return lambda f: f["type"] == "event" and f["event"]["type"] == "execution_complete" and (
+        f["event"]["message_id"] == message_id
+    )
