@@ -7,9 +7,15 @@ source scripts/bootstrap.sh
 # The browser tests (tests/browser) drive Debian's Chromium through Playwright; Playwright must
 # never download a browser of its own (that fails here), so install the distribution's.
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
-if [ ! -x /usr/bin/chromium ]; then
+# Fonts too: screenshots should show what a person sees (tool icons are emoji).
+BROWSER_PACKAGES=(chromium fonts-dejavu-core fonts-noto-color-emoji)
+missing=()
+for pkg in "${BROWSER_PACKAGES[@]}"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 .venv/bin/ruff check --quiet jupyter_cloudws sandbox tests benchmarks
 exec .venv/bin/python -m pytest -p no:cacheprovider "$@"

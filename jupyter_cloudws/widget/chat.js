@@ -2,7 +2,7 @@
 // sanitized from Python, so nothing here turns text into HTML except `item.html`.
 
 const STATUS_LABELS = {
-  spawning: "Starting sandbox", cloning: "Cloning", ready: "Ready", stopped: "Stopped", failed: "Failed",
+  spawning: "Starting sandbox", cloning: "Cloning", ready: "Ready", stopped: "Not running", failed: "Failed",
 };
 const INACTIVE_AFTER_S = 7 * 24 * 3600;
 
@@ -173,10 +173,11 @@ function render({ model, el }) {
     } else if (conn.state === "failed") {
       header.append(h("span", { class: "cw-conn cw-conn-bad", title: conn.error || "", text: "Disconnected" }));
     }
-    header.append(h("span", { class: "cw-spacer" }),
+    header.append(...[h("span", { class: "cw-spacer" }),
       h("button", { class: "cw-btn", title: "All sessions", onclick: () => { model.set("view", "sessions"); redrawPanel(); send({ type: "list_sessions" }); } }, "Sessions"),
       h("button", { class: "cw-btn", title: "New session", onclick: () => { model.set("view", "new"); redrawPanel(); send({ type: "list_sessions" }); } }, "New"),
-      s.id ? h("button", { class: "cw-btn", title: "Archive this session", onclick: () => send({ type: "archive" }) }, "Archive") : null);
+      s.id ? h("button", { class: "cw-btn", title: "Archive this session", onclick: () => send({ type: "archive" }) }, "Archive") : null,
+    ].filter(Boolean)); // append() would write a null as the text "null"
   }
 
   function editTitle(span, current) {
@@ -275,6 +276,12 @@ function render({ model, el }) {
       previous = node.el;
     }
     for (const [key, node] of nodes) if (!seen.has(key)) { node.el.remove(); nodes.delete(key); }
+    const s = model.get("session") || {};
+    const hint = list.querySelector(".cw-empty-chat");
+    if (!blocks.length && s.id && !hint) {
+      list.append(h("div", { class: "cw-empty cw-empty-chat",
+        text: `Ask for a change below. Claude works in a sandbox on ${s.branch} of ${s.repo}; each prompt's work becomes a commit there.` }));
+    } else if (blocks.length && hint) hint.remove();
     if (nearBottom) list.scrollTop = list.scrollHeight;
   }
 

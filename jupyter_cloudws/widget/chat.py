@@ -91,14 +91,15 @@ class ChatWidget(anywidget.AnyWidget):
             # Replays every event so far, then streams: the transcript fills in from callbacks.
             self._unsubscribe = session.subscribe(self._on_stream)
 
-    def show_sessions(self, q: str | None = None) -> None:
+    def show_sessions(self, q: str | None = None, *, switch: bool = True) -> None:
+        """Refresh the picker's list; with ``switch``, also show it when no session is open."""
         try:
             listed = self.client.sessions(q=q or None)
             self.sessions = [_session_dict(s) for s in listed]
             self.recent_repos = self.client.recent_repos()
         except Exception as exc:  # shown in the widget: a traceback in a callback goes nowhere
             self.error = str(exc)
-        if self._session is None:
+        if switch and self._session is None:
             self._show("sessions")
 
     def _show(self, view: str) -> None:
@@ -178,7 +179,7 @@ class ChatWidget(anywidget.AnyWidget):
             elif kind == "typing":
                 self._typing()
             elif kind == "list_sessions":
-                self.show_sessions(content.get("q"))
+                self.show_sessions(content.get("q"), switch=False)  # the user chose the view
             elif kind == "open_session":
                 self.open_session(self.client.session(str(content.get("id"))))
             elif kind == "new_session":
