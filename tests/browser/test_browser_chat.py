@@ -47,7 +47,7 @@ def script(lab_fake_anthropic):
     lab_fake_anthropic.on(
         "greeting file",
         tool_use("Bash", {"command": "echo hello > greeting.txt && sleep 2 && cat greeting.txt"}),
-        tool_use("Read", {"file_path": "greeting.txt"}),
+        turn(tool_use("Read", {"file_path": "greeting.txt"}), tool_use("Read", {"file_path": "README.md"})),
         turn(text(ANSWER), delay_s=0.01),
     )
     lab_fake_anthropic.on("take your time", tool_use("Bash", {"command": "echo busy && sleep 60 && echo done",
@@ -80,7 +80,12 @@ def test_a_session_from_the_magic_streams_into_the_chat_and_survives_a_reload(
 
     result = chat.locator(".cw-result")
     expect(result).to_contain_text("Done", timeout=60_000)
-    expect(chat.locator(".cw-tool.cw-done")).to_have_count(2)
+    expect(chat.locator(".cw-tool.cw-done")).to_have_count(3)
+    # Consecutive calls of one tool fold into a group row that opens to show each call.
+    group = chat.locator(".cw-group")
+    expect(group.locator(".cw-group-label")).to_have_text("Read 2 files")
+    group.locator("summary").first.click()
+    expect(group.locator(".cw-tool .cw-summary")).to_have_text(["greeting.txt", "README.md"])
     expect(chat.locator(".cw-badge")).to_have_text("Ready")
     expect(chat.locator(".cw-git")).to_contain_text("pushed")
     answer = chat.locator(".cw-assistant")

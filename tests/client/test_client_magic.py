@@ -1,0 +1,104 @@
+"""``%cloudws`` in a real IPython shell against a real server: each command does what its usage
+line says, and mistakes print a usage message, not a traceback."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from client_helpers import make_bare_repo, start_server, until
+from IPython.core.interactiveshell import InteractiveShell
+from support import kill_sandboxes
+
+from jupyter_cloudws.testing.fake_anthropic import FakeAnthropic, text, tool_use
+from jupyter_cloudws.testing.server import ServerProcess
+
+WAIT_S = 60
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeAnthropic]:
+    with FakeAnthropic() as fake:
+        fake.on("add a license", tool_use("Write", {"file_path": "LICENSE", "content": "MIT\n"}), text("Added."))
+        fake.on("spin for a while", tool_use("Bash", {"command": "echo spin && sleep 30 && echo end",
+                                                       "timeout": 60000}), text("Spun."))  # fmt: skip
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, fake: FakeAnthropic) -> Iterator[ServerProcess]:
+    root = tmp_path_factory.mktemp("magic")
+    proc = start_server(root / "server", fake)
+    yield proc
+    proc.stop()
+    kill_sandboxes(root / "server" / "data" / "cloudws")
+
+
+@pytest.fixture
+def shell(server: ServerProcess, monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveShell]:
+    monkeypatch.setenv("CLOUDWS_URL", server.url)
+    monkeypatch.setenv("CLOUDWS_TOKEN", server.token)
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "jupyter_cloudws")
+    yield shell
+    magics = shell.find_magic("cloudws").__self__
+    if magics._client is not None:
+        magics._client.close()
+    magics._client, magics.session = None, None
+
+
+def magic(shell: InteractiveShell, line: str, capsys: pytest.CaptureFixture[str]) -> tuple[str, str]:
+    shell.run_line_magic("cloudws", line)
+    captured = capsys.readouterr()
+    return captured.out, captured.err
+
+
+def test_new_prompt_wait_status_list_and_use(shell, capsys, tmp_path: Path):
+    repo = make_bare_repo(tmp_path, "licensed")
+    out, _ = magic(shell, f"new {repo} --title 'License work' --model haiku", capsys)
+    assert "is current" in out and "cloudws/" in out
+    session = shell.find_magic("cloudws").__self__.session
+    assert (session.title, session.model) == ("License work", "haiku")
+
+    magic(shell, "--wait Please add a license", capsys)
+    assert [e.text for e in session.events if e.type == "assistant_text"] == ["Added."]
+    assert session.events[-1].success is True
+
+    out, _ = magic(shell, "status", capsys)
+    assert "License work" in out and f"branch:  {session.branch}" in out and "sandbox: ready" in out
+    out, _ = magic(shell, "list", capsys)
+    line = next(row for row in out.splitlines() if session.id[:8] in row)
+    assert line.startswith("*") and "License work" in line and "just now" in line
+
+    out, _ = magic(shell, "new " + str(make_bare_repo(tmp_path, "other")), capsys)
+    assert shell.find_magic("cloudws").__self__.session.id != session.id
+    out, _ = magic(shell, f"use {session.id[:6]}", capsys)
+    assert "License work" in out and shell.find_magic("cloudws").__self__.session.id == session.id
+
+
+def test_a_prompt_returns_at_once_and_stop_interrupts_it(shell, capsys, tmp_path: Path):
+    magic(shell, f"new {make_bare_repo(tmp_path, 'spinning')}", capsys)
+    session = shell.find_magic("cloudws").__self__.session
+    magic(shell, "Please spin for a while", capsys)  # returns without waiting
+    until(lambda: any(e.type == "tool_call" and e.status == "running" for e in session.events), WAIT_S, "the tool")
+    out, _ = magic(shell, "stop", capsys)
+    assert "Stopping" in out
+    until(lambda: any(e.type == "execution_complete" for e in session.events), 20, "the stop")
+    assert session.events[-1].interrupted is True
+
+
+def test_mistakes_give_clear_messages_not_tracebacks(shell, capsys, tmp_path: Path):
+    out, err = magic(shell, "help", capsys)
+    assert "%cloudws new REPO" in out
+    for line in ("use", "new", f"new {tmp_path} --bogus"):
+        shell.run_cell(f"%cloudws {line}")  # as a notebook cell runs it
+        captured = capsys.readouterr()
+        output = captured.err + captured.out
+        assert "UsageError" in output and "Traceback" not in output
+        assert "%cloudws new REPO" in output
+    out, err = magic(shell, f"new {tmp_path / 'nowhere'}", capsys)
+    assert "cloudws: " in err and "not a git repository" in err and "Traceback" not in err
+    shell.run_cell("%cloudws use ffffffffffff")
+    captured = capsys.readouterr()
+    assert "no session id starts with" in captured.err + captured.out
