@@ -15,7 +15,7 @@ from tornado.httpclient import HTTPClientError
 from tornado.websocket import WebSocketClientConnection
 
 from jupyter_cloudws.testing.fake_anthropic import FakeAnthropic
-from support import git, kill_sandboxes
+from support import kill_sandboxes, make_bare_repo
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
@@ -24,17 +24,7 @@ def make_repo(tmp_path: Path) -> Callable[..., Path]:
     """A bare repository with one commit on ``main`` holding ``files``."""
 
     def make(name: str = "project", files: dict[str, str] | None = None) -> Path:
-        bare = tmp_path / "remotes" / f"{name}.git"
-        git("init", "--quiet", "--bare", "--initial-branch=main", str(bare))
-        seed = tmp_path / "seeds" / name
-        git("clone", "--quiet", str(bare), str(seed))
-        for rel, content in (files or {"README.md": f"# {name}\n"}).items():
-            (seed / rel).parent.mkdir(parents=True, exist_ok=True)
-            (seed / rel).write_text(content)
-        git("add", "--all", cwd=seed)
-        git("commit", "--quiet", "-m", "initial commit", cwd=seed)
-        git("push", "--quiet", "origin", "HEAD:main", cwd=seed)
-        return bare
+        return make_bare_repo(tmp_path, name, files)
 
     return make
 

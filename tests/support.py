@@ -24,6 +24,21 @@ def git(*args: str, cwd: Path | str | None = None) -> str:
     ).stdout.strip()
 
 
+def make_bare_repo(root: Path, name: str = "project", files: dict[str, str] | None = None) -> Path:
+    """A bare repository ``root/remotes/NAME.git`` with one commit on ``main`` holding ``files``."""
+    bare = root / "remotes" / f"{name}.git"
+    git("init", "--quiet", "--bare", "--initial-branch=main", str(bare))
+    seed = root / "seeds" / name
+    git("clone", "--quiet", str(bare), str(seed))
+    for rel, content in (files or {"README.md": f"# {name}\n"}).items():
+        (seed / rel).parent.mkdir(parents=True, exist_ok=True)
+        (seed / rel).write_text(content)
+    git("add", "--all", cwd=seed)
+    git("commit", "--quiet", "-m", "initial commit", cwd=seed)
+    git("push", "--quiet", "origin", "HEAD:main", cwd=seed)
+    return bare
+
+
 def kill_sandboxes(data_dir: Path) -> None:
     """End every sandbox daemon under ``data_dir``: they outlive servers by design."""
     for pid_file in (data_dir / "sandboxes").glob("*/daemon.pid"):

@@ -33,6 +33,19 @@ def wait_for(client: httpx.Client, session_id: str, predicate: Any, timeout_s: f
     raise AssertionError(f"timed out; events: {[(e['seq'], e['type']) for e in events]}")
 
 
+def answer_then_die(server_root: Path, config: dict[str, Any], repo: Path) -> str:
+    """A server answers one prompt in a new session, then is killed; the session's id."""
+    server = ServerProcess(server_root, cloudws_config=config).start()
+    try:
+        with server.client() as client:
+            sid = client.post("/sessions", json={"repo": str(repo)}).json()["id"]
+            mid = client.post(f"/sessions/{sid}/prompts", json={"text": "hello"}).json()["message_id"]
+            wait_for(client, sid, lambda e: e["type"] == "execution_complete" and e["message_id"] == mid)
+    finally:
+        server.kill()
+    return sid
+
+
 def test_killing_the_server_mid_prompt_loses_nothing(server_root, sandbox_env, make_repo, fake_anthropic):
     command = "echo started > progress.txt && sleep 4 && echo finished >> progress.txt"
     fake_anthropic.on("slow job", tool_use("Bash", {"command": command, "timeout": 60000}), text("The slow job is done."))
@@ -84,16 +97,8 @@ def test_a_restarted_server_reports_a_sandbox_that_died_while_it_was_down(
     server_root, sandbox_env, make_repo, fake_anthropic
 ):
     fake_anthropic.on("hello", text("Hello!"))
-    repo = make_repo()
     config = {"sandbox_env": sandbox_env}
-    first = ServerProcess(server_root, cloudws_config=config).start()
-    try:
-        with first.client() as client:
-            sid = client.post("/sessions", json={"repo": str(repo)}).json()["id"]
-            mid = client.post(f"/sessions/{sid}/prompts", json={"text": "hello"}).json()["message_id"]
-            wait_for(client, sid, lambda e: e["type"] == "execution_complete" and e["message_id"] == mid)
-    finally:
-        first.kill()
+    sid = answer_then_die(server_root, config, make_repo())
     kill_sandboxes(server_root / "data" / "cloudws")
 
     second = ServerProcess(server_root, cloudws_config=config).start()
@@ -110,16 +115,8 @@ def test_a_restarted_server_reports_a_sandbox_that_died_while_it_was_down(
 
 def test_a_restarted_server_reattaches_to_an_idle_sandbox(server_root, sandbox_env, make_repo, fake_anthropic):
     fake_anthropic.on("hello", text("Hello!"))
-    repo = make_repo()
     config = {"sandbox_env": sandbox_env}
-    first = ServerProcess(server_root, cloudws_config=config).start()
-    try:
-        with first.client() as client:
-            sid = client.post("/sessions", json={"repo": str(repo)}).json()["id"]
-            mid = client.post(f"/sessions/{sid}/prompts", json={"text": "hello"}).json()["message_id"]
-            wait_for(client, sid, lambda e: e["type"] == "execution_complete" and e["message_id"] == mid)
-    finally:
-        first.kill()
+    sid = answer_then_die(server_root, config, make_repo())
 
     second = ServerProcess(server_root, cloudws_config=config).start()
     try:

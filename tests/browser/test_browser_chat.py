@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from lab_helpers import wait_until, write_notebook
 from playwright.sync_api import expect
-from support import git
+from support import git, make_bare_repo
 
 from jupyter_cloudws.testing.fake_anthropic import text, tool_use, turn
 
@@ -31,15 +31,8 @@ print("hello")
 
 @pytest.fixture(scope="module")
 def repo(lab) -> Path:
-    bare = lab.work_dir / "app.git"
-    git("init", "--quiet", "--bare", "--initial-branch=main", str(bare))
-    seed = lab.root / "seed"
-    git("clone", "--quiet", str(bare), str(seed))
-    (seed / "README.md").write_text("# app\n")
-    git("add", "--all", cwd=seed)
-    git("commit", "--quiet", "-m", "initial commit", cwd=seed)
-    git("push", "--quiet", "origin", "HEAD:main", cwd=seed)
-    return bare
+    bare = make_bare_repo(lab.root, "app")
+    return bare.rename(lab.work_dir / "app.git")  # where the file browser shows it
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -7,13 +7,15 @@ process (an in-process server would share, and be blocked by, the test's own cal
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from support import git
+from support import kill_sandboxes, make_bare_repo  # noqa: F401 - make_bare_repo is re-exported
 
 from jupyter_cloudws.testing.fake_anthropic import FakeAnthropic
 from jupyter_cloudws.testing.server import ServerProcess
@@ -39,22 +41,20 @@ def start_server(root: Path, fake: FakeAnthropic, port: int | None = None, **set
     return ServerProcess(root, cloudws_config=server_config(fake, **settings)).start(port=port)
 
 
+@contextmanager
+def serving(root: Path, fake: FakeAnthropic, **settings: Any) -> Iterator[ServerProcess]:
+    """A server under ``root`` for the block; stopped, and its sandboxes ended, afterwards."""
+    proc = start_server(root, fake, **settings)
+    try:
+        yield proc
+    finally:
+        proc.stop()
+        kill_sandboxes(sandboxes_dir(root))
+
+
 def sandboxes_dir(root: Path) -> Path:
     """Where a ServerProcess under ``root`` keeps its cloudws data (for ``kill_sandboxes``)."""
     return root / "data" / "cloudws"
-
-
-def make_bare_repo(root: Path, name: str = "project") -> Path:
-    """A bare repository under ``root`` with one commit on ``main``."""
-    bare = root / "remotes" / f"{name}.git"
-    git("init", "--quiet", "--bare", "--initial-branch=main", str(bare))
-    seed = root / "seeds" / name
-    git("clone", "--quiet", str(bare), str(seed))
-    (seed / "README.md").write_text(f"# {name}\n")
-    git("add", "--all", cwd=seed)
-    git("commit", "--quiet", "-m", "initial commit", cwd=seed)
-    git("push", "--quiet", "origin", "HEAD:main", cwd=seed)
-    return bare
 
 
 def until(check: Callable[[], Any], timeout_s: float = 30.0, what: str = "condition") -> Any:

@@ -7,9 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from client_helpers import make_bare_repo, start_server, until
+from client_helpers import make_bare_repo, serving, until
 from IPython.core.interactiveshell import InteractiveShell
-from support import kill_sandboxes
 
 from jupyter_cloudws.testing.fake_anthropic import FakeAnthropic, text, tool_use
 from jupyter_cloudws.testing.server import ServerProcess
@@ -28,11 +27,8 @@ def fake() -> Iterator[FakeAnthropic]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, fake: FakeAnthropic) -> Iterator[ServerProcess]:
-    root = tmp_path_factory.mktemp("magic")
-    proc = start_server(root / "server", fake)
-    yield proc
-    proc.stop()
-    kill_sandboxes(root / "server" / "data" / "cloudws")
+    with serving(tmp_path_factory.mktemp("magic") / "server", fake) as proc:
+        yield proc
 
 
 @pytest.fixture

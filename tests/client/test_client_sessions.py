@@ -15,8 +15,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from client_helpers import Recorder, make_bare_repo, sandboxes_dir, start_server, until
-from support import git, kill_sandboxes
+from client_helpers import Recorder, make_bare_repo, serving, until
+from support import git
 
 from jupyter_cloudws.client import (
     BadRepo,
@@ -50,10 +50,8 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def server(root: Path, fake: FakeAnthropic) -> Iterator[ServerProcess]:
     # A small replay limit makes every catch-up page through `has_more`.
-    proc = start_server(root / "server", fake, replay_limit=REPLAY_LIMIT)
-    yield proc
-    proc.stop()
-    kill_sandboxes(sandboxes_dir(root / "server"))
+    with serving(root / "server", fake, replay_limit=REPLAY_LIMIT) as proc:
+        yield proc
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from client_helpers import make_bare_repo, start_server, until
-from support import kill_sandboxes
+from client_helpers import make_bare_repo, serving, until
 
 from jupyter_cloudws.client import Client
 from jupyter_cloudws.testing.fake_anthropic import FakeAnthropic, text, tool_use, turn
@@ -34,11 +33,8 @@ def fake() -> Iterator[FakeAnthropic]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, fake: FakeAnthropic) -> Iterator[ServerProcess]:
-    root = tmp_path_factory.mktemp("widget")
-    proc = start_server(root / "server", fake)
-    yield proc
-    proc.stop()
-    kill_sandboxes(root / "server" / "data" / "cloudws")
+    with serving(tmp_path_factory.mktemp("widget") / "server", fake) as proc:
+        yield proc
 
 
 @pytest.fixture
