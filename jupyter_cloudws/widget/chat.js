@@ -5,6 +5,7 @@ const STATUS_LABELS = {
   spawning: "Starting sandbox", cloning: "Cloning", ready: "Ready", stopped: "Not running", failed: "Failed",
 };
 const INACTIVE_AFTER_S = 7 * 24 * 3600;
+const MODIFIER_KEYS = new Set(["Control", "Meta", "Shift", "Alt", "CapsLock"]);
 
 function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
@@ -289,7 +290,9 @@ function render({ model, el }) {
   const textarea = h("textarea", { class: "cw-input-text", rows: 3, "aria-label": "Prompt" });
   const sendBtn = h("button", { class: "cw-btn cw-primary cw-send", title: "Send (Ctrl+Enter)" }, "Send");
   const stopBtn = h("button", { class: "cw-btn cw-stop", title: "Stop (Escape)" }, "Stop");
+  const hint = h("div", { class: "cw-hint", role: "status" });
   composer.append(textarea, h("div", { class: "cw-composer-actions" }, stopBtn, sendBtn));
+  composer.after(hint);
   const submit = () => {
     const text = textarea.value.trim();
     if (!text || textarea.disabled) return;
@@ -303,7 +306,10 @@ function render({ model, el }) {
     e.stopPropagation(); // keep JupyterLab's notebook shortcuts out of the prompt box
     if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); submit(); }
     else if (e.key === "Escape") { e.preventDefault(); if (model.get("working")) send({ type: "stop" }); }
-    else if (Date.now() - lastTyping > 5000) { lastTyping = Date.now(); send({ type: "typing" }); }
+    else if (!MODIFIER_KEYS.has(e.key) && Date.now() - lastTyping > 5000) {
+      lastTyping = Date.now();
+      send({ type: "typing" }); // starts the sandbox while the prompt is being written
+    }
   });
 
   function renderComposer() {
@@ -311,17 +317,22 @@ function render({ model, el }) {
     const status = model.get("sandbox_status");
     const conn = (model.get("connection") || {}).state;
     const busy = model.get("working");
-    let reason = null;
-    if (!s.id) reason = "Open or create a session to send a prompt";
-    else if (s.archived) reason = "This session is archived";
-    else if (conn === "failed") reason = "Disconnected from the server: send again to reconnect";
-    else if (status === "spawning") reason = "Starting the sandbox…";
-    else if (status === "cloning") reason = "Cloning the repository…";
-    textarea.disabled = reason !== null && conn !== "failed";
-    textarea.placeholder = reason || (busy ? "Queue a follow-up… (Ctrl+Enter)"
+    // Disabled only when a prompt cannot be sent. While the sandbox starts (typing starts it)
+    // the box stays usable: a prompt sent then is queued by the hub and runs once it is ready.
+    let blocked = null;
+    if (!s.id) blocked = "Open or create a session to send a prompt";
+    else if (s.archived) blocked = "This session is archived";
+    let note = null;
+    if (!blocked && status === "spawning") note = "Starting the sandbox… a prompt sent now runs once it is ready";
+    else if (!blocked && status === "cloning") note = "Cloning the repository… a prompt sent now runs once it is ready";
+    else if (!blocked && conn === "failed") note = "Disconnected from the server: sending reconnects";
+    textarea.disabled = blocked !== null;
+    textarea.placeholder = blocked || (busy ? "Queue a follow-up… (Ctrl+Enter)"
       : status === "failed" ? "The sandbox failed; sending starts a fresh one (Ctrl+Enter)" : "Ask Claude… (Ctrl+Enter to send, Escape to stop)");
     sendBtn.disabled = textarea.disabled;
     stopBtn.hidden = !busy;
+    hint.textContent = note || "";
+    hint.hidden = !note;
     working.replaceChildren();
     if (busy) working.append(h("span", { class: "cw-spinner" }), h("span", { text: "Claude is working…" }));
     const err = model.get("error");

@@ -119,7 +119,8 @@ def test_the_prompt_box_sends_and_stop_ends_a_long_command(lab, lab_page, repo, 
     expect(chat.locator(".cw-title")).to_have_text("Stoppable")
 
     box = chat.locator(".cw-input-text")
-    box.fill("Please take your time")
+    # Typed key by key: the first keys start the sandbox (warm-up), and the box must stay usable.
+    box.press_sequentially("Please take your time", delay=20)
     box.press("Control+Enter")
     expect(box).to_have_value("")
     expect(chat.locator(".cw-user")).to_contain_text("Please take your time")
