@@ -326,6 +326,10 @@ class SessionRunner:
             return
         reason = await self.hub.backend.exit_reason(sandbox_id)
         self.store.update_session(self.session_id, sandbox_id=None)
+        try:
+            await self.hub.backend.terminate(sandbox_id)  # its agent and tools may have outlived it
+        except Exception:
+            log.exception("cleaning up dead sandbox %s failed", sandbox_id)
         self.append(SandboxStatusEvent("failed", reason))
         self._set_session(sandbox_status="failed")
         prompt = self.store.next_prompt(self.session_id)

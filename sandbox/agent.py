@@ -17,6 +17,8 @@ from typing import Any
 
 from jupyter_cloudws.protocol import dumps
 
+from .procs import MARKER, kill_marked
+
 log = logging.getLogger("sandbox.agent")
 
 STDOUT_LIMIT_BYTES = 64 * 1024 * 1024  # one line can hold a whole file read by a tool
@@ -30,6 +32,15 @@ def bundled_cli_path() -> str | None:
         return None
     path = Path(claude_agent_sdk.__file__).parent / "_bundled" / "claude"
     return str(path) if path.exists() else None
+
+
+def kill_tools() -> None:
+    """Kill the tool processes a killed agent left behind (each Bash tool has its own session,
+    so killing the agent's group misses them); they are the sandbox's marked processes other
+    than the daemon itself."""
+    marker = os.environ.get(MARKER)
+    if marker:
+        kill_marked(marker)
 
 
 class AgentExited(RuntimeError):
@@ -153,3 +164,4 @@ class ClaudeAgent:
             except ProcessLookupError:
                 pass
             await proc.wait()
+            kill_tools()

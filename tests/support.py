@@ -4,11 +4,12 @@ pytest's ``pythonpath``, so any test module can ``from support import ...``."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from sandbox.procs import kill_marked, marked_processes
 
 GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "Seed",
@@ -40,12 +41,20 @@ def make_bare_repo(root: Path, name: str = "project", files: dict[str, str] | No
 
 
 def kill_sandboxes(data_dir: Path) -> None:
-    """End every sandbox daemon under ``data_dir``: they outlive servers by design."""
-    for pid_file in (data_dir / "sandboxes").glob("*/daemon.pid"):
+    """End every sandbox process under ``data_dir``: daemons outlive servers by design, and
+    agents and their tools run in sessions of their own."""
+    kill_marked(str(data_dir / "sandboxes"))
+
+
+def sandbox_commands(data_dir: Path) -> list[str]:
+    """The command lines of the processes running in sandboxes under ``data_dir``."""
+    commands = []
+    for pid in marked_processes(str(data_dir / "sandboxes")):
         try:
-            os.killpg(int(pid_file.read_text()), signal.SIGKILL)
-        except (ProcessLookupError, ValueError, PermissionError):
+            commands.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip())
+        except OSError:
             pass
+    return commands
 
 
 def completed(message_id: str) -> Callable[[dict[str, Any]], bool]:

@@ -6,11 +6,10 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
-from support import completed, git
+from support import completed, git, sandbox_commands
 
 from jupyter_cloudws.testing.fake_anthropic import text, tool_use, turn
 
@@ -104,7 +103,9 @@ async def test_a_follow_up_prompt_keeps_the_conversation(api, make_repo, fake_an
     assert len(spawns) == 1
 
 
-async def test_stop_ends_a_long_command_in_seconds_and_the_session_goes_on(api, make_repo, fake_anthropic):
+async def test_stop_ends_a_long_command_in_seconds_and_the_session_goes_on(
+    api, make_repo, fake_anthropic, cloudws_data_dir
+):
     # Claude Code refuses a standalone `sleep 60`, so the minute-long command does a little more.
     command = "echo waiting && sleep 60 && echo waited"
     fake_anthropic.on("wait a minute", tool_use("Bash", {"command": command, "timeout": 120000}), text("Waited."))
@@ -113,10 +114,10 @@ async def test_stop_ends_a_long_command_in_seconds_and_the_session_goes_on(api, 
     long = await api.prompt(session["id"], "Please wait a minute")
     await api.wait_for_event(session["id"], lambda e: e["type"] == "tool_call" and e["status"] == "running")
     for _ in range(50):  # until the command really runs
-        if _sleep_60_running():
+        if _sleep_60_running(cloudws_data_dir):
             break
         await asyncio.sleep(0.1)
-    assert _sleep_60_running()
+    assert _sleep_60_running(cloudws_data_dir)
 
     stopped_at = time.monotonic()
     code, body = await api.post(f"sessions/{session['id']}/stop")
@@ -125,7 +126,7 @@ async def test_stop_ends_a_long_command_in_seconds_and_the_session_goes_on(api, 
     elapsed_s = time.monotonic() - stopped_at
     assert elapsed_s < 15, f"Stop took {elapsed_s:.1f} s"
     assert done["success"] is False and done["interrupted"] is True
-    assert not _sleep_60_running(), "the interrupted command is still running"
+    assert not _sleep_60_running(cloudws_data_dir), "the interrupted command is still running"
 
     nxt = await api.prompt(session["id"], "Now say hi")
     after = await api.wait_until_complete(session["id"], nxt["message_id"])
@@ -134,9 +135,9 @@ async def test_stop_ends_a_long_command_in_seconds_and_the_session_goes_on(api, 
     assert texts[-1] == "Hi!"
 
 
-def _sleep_60_running() -> bool:
-    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    return any(line.strip() == "sleep 60" for line in out.splitlines())
+def _sleep_60_running(data_dir: Path) -> bool:
+    """Whether this test's sandbox runs the minute-long sleep (other tests' sandboxes aside)."""
+    return "sleep 60" in sandbox_commands(data_dir)
 
 
 
@@ -300,3 +301,27 @@ async def test_a_dropped_bridge_is_reattached_and_the_prompt_completes_once(api,
     asked = [r for r in fake_anthropic.main_requests() if "survive a blip" in repr(r["body"]["messages"])]
     assert len(asked) == 2, "one request for the tool call and one after it: the prompt ran once"
     assert runner.bridge is not None, "the hub is connected again"
+
+
+async def test_a_sandbox_killed_mid_command_fails_its_prompt_and_leaves_no_process(
+    api, make_repo, fake_anthropic, cloudws_data_dir: Path
+):
+    command = "echo busy && sleep 60 && echo done"
+    fake_anthropic.on("keep busy", tool_use("Bash", {"command": command, "timeout": 120000}), text("Done."))
+    session = await api.new_session(make_repo())
+    prompt = await api.prompt(session["id"], "keep busy")
+    for _ in range(300):
+        if "sleep 60" in sandbox_commands(cloudws_data_dir):
+            break
+        await asyncio.sleep(0.1)
+    assert "sleep 60" in sandbox_commands(cloudws_data_dir)
+
+    (pid_file,) = (cloudws_data_dir / "sandboxes").glob("*/daemon.pid")
+    os.killpg(int(pid_file.read_text()), signal.SIGKILL)  # the daemon only: agent and tools live on
+    done = await api.wait_until_complete(session["id"], prompt["message_id"], timeout_s=30)
+    assert done["success"] is False and "the sandbox died" in done["error"]
+    for _ in range(50):
+        if not sandbox_commands(cloudws_data_dir):
+            break
+        await asyncio.sleep(0.1)
+    assert sandbox_commands(cloudws_data_dir) == [], "the agent and its tools went with the sandbox"

@@ -20,6 +20,7 @@ from traitlets import Enum, Float, Unicode
 
 from sandbox.agent import bundled_cli_path
 from sandbox.daemon import DaemonConfig
+from sandbox.procs import MARKER, kill_marked
 
 from .base import BridgeStream, ExecResult, SandboxBackend, SandboxGone, SandboxSpec
 
@@ -140,6 +141,7 @@ class LocalBackend(SandboxBackend):
             IS_SANDBOX="1",
             PYTHONUNBUFFERED="1",
         )
+        env[MARKER] = str(state)  # inherited by the agent and its tools: how terminate finds them
         socket_path = self._socket_path(sandbox_id)
         with open(state / "daemon.log", "ab") as log_file:
             proc = subprocess.Popen(
@@ -213,23 +215,20 @@ class LocalBackend(SandboxBackend):
         return ExecResult(proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace"))
 
     async def terminate(self, sandbox_id: str) -> None:
+        """SIGTERM the daemon (it closes its agent), then SIGKILL whatever of the sandbox is left:
+        the agent and its tools run in sessions of their own and may outlive a dead daemon."""
         pid = self._pid(sandbox_id)
-        if pid is None or not await self.is_alive(sandbox_id):
-            return
-        try:
-            os.killpg(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.terminate_timeout_s
-        while await self.is_alive(sandbox_id):
-            if loop.time() > deadline:
-                try:
-                    os.killpg(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                break
-            await asyncio.sleep(0.05)
+        if pid is not None and await self.is_alive(sandbox_id):
+            try:
+                os.killpg(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.terminate_timeout_s
+            while await self.is_alive(sandbox_id) and loop.time() < deadline:
+                await asyncio.sleep(0.05)
+        kill_marked(str(self._dir(sandbox_id)))
+        await self.is_alive(sandbox_id)  # reaps the daemon if it was our child
         self._children.pop(sandbox_id, None)
 
     async def exit_reason(self, sandbox_id: str) -> str:
