@@ -134,3 +134,25 @@ def test_bad_input_from_the_front_end_shows_an_error_and_loses_nothing(client: C
     assert "no session" in widget.error
     front_end(widget, type="list_sessions")
     assert widget.error == "", "the next good action clears the error"
+
+
+def test_the_chat_shows_reconnecting_then_catches_up_when_the_server_comes_back(
+    tmp_path: Path, fake: FakeAnthropic
+) -> None:
+    with serving(tmp_path / "server", fake) as server:
+        with Client(server.url, server.token, backoff_base_s=0.3) as client:
+            session = client.new_session(str(make_bare_repo(tmp_path)))
+            widget = ChatWidget(client, session)
+            SentMessages(widget)
+            until(lambda: widget.connection.get("state") == "connected", WAIT_S, "the stream")
+
+            server.kill()
+            until(lambda: widget.connection.get("state") == "reconnecting", WAIT_S, "reconnecting")
+            state = widget.connection
+            assert state["attempt"] >= 1 and state["max_attempts"] == 5, state
+
+            server.start(port=server.port)  # back on the same address, as after a restart
+            until(lambda: widget.connection.get("state") == "connected", WAIT_S, "connected again")
+            session.prompt("Please write the notes")
+            until(lambda: any(i["kind"] == "result" for i in widget.transcript), WAIT_S, "the prompt's result")
+            assert [i["kind"] for i in widget.transcript] == ["user", "tool", "tool", "assistant", "git", "result"]
