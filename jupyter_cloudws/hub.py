@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from .backends.base import SandboxBackend
-from .protocol import PromptRequest, ProtocolError, UserMessage, session_frame, subscribed_frame
+from .protocol import PromptRequest, ProtocolError, UserMessage, event_frame, session_frame, subscribed_frame
 from .runner import SessionRunner, Subscriber
 from .store import QueueFull, SessionStore, UnknownSession, new_id
 
@@ -144,15 +144,23 @@ class SessionHub:
         if session["archived"]:
             raise HubError(409, "archived", "the session is archived; unarchive it to send prompts")
         try:
-            prompt, created = self.store.enqueue_prompt(
-                session_id, text=request.text, model=request.model, client_request_id=request.client_request_id,
-                author=author, max_queue=self.settings.max_queue_length,
-            )  # fmt: skip
+            # The prompt and the user_message that shows it are stored together or not at all.
+            with self.store.transaction():
+                prompt, created = self.store.enqueue_prompt(
+                    session_id, text=request.text, model=request.model,
+                    client_request_id=request.client_request_id, author=author,
+                    max_queue=self.settings.max_queue_length,
+                )  # fmt: skip
+                shown = None
+                if created:
+                    shown = self.store.append_event(
+                        session_id, UserMessage(prompt["id"], request.text, author, request.model)
+                    )
         except QueueFull as exc:
             raise HubError(429, "queue_full", str(exc)) from None
         runner = self.runner(session_id)
-        if created:
-            runner.append(UserMessage(prompt["id"], request.text, author, request.model))
+        if shown is not None:
+            runner.publish(event_frame(shown))
             runner.kick()
         return {"message_id": prompt["id"], "position": prompt["queue_position"], "duplicate": not created}
 

@@ -103,6 +103,7 @@ class SessionStore:
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path = str(path)
+        self._depth = 0  # nesting of open transactions
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -334,23 +335,33 @@ class SessionStore:
         )
         return [{**dict(r), "data": json.loads(r["data"])} for r in rows]
 
-    # -- internals --------------------------------------------------------------------------
+    # -- transactions -------------------------------------------------------------------------
+
+    def transaction(self) -> _Transaction:
+        """Several calls as one: all of them are stored, or none. Re-entrant: the calls open
+        transactions of their own, which join the outermost one."""
+        return self._transaction()
 
     def _transaction(self) -> _Transaction:
-        return _Transaction(self._db)
+        return _Transaction(self)
 
 
 class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT, rolled back on error; a second process cannot interleave."""
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on error; a second process cannot interleave.
+    Only the outermost one of nested transactions talks to SQLite."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
+    def __init__(self, store: SessionStore) -> None:
+        self._store = store
 
     def __enter__(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
+        if self._store._depth == 0:
+            self._store._db.execute("BEGIN IMMEDIATE")
+        self._store._depth += 1
 
     def __exit__(self, exc_type: object, *_: object) -> None:
-        self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+        self._store._depth -= 1
+        if self._store._depth == 0:
+            self._store._db.execute("ROLLBACK" if exc_type else "COMMIT")
 
 
 def _session_row(row: sqlite3.Row) -> dict[str, Any]:

@@ -403,3 +403,26 @@ def test_everything_survives_closing_and_reopening_the_database(tmp_path):
         assert s2.artifacts(sid)[0]["data"] == {"n": 1}
     finally:
         s2.close()
+
+
+def test_a_transaction_of_several_calls_stores_all_of_them_or_none(tmp_path):
+    store = SessionStore(tmp_path / "atomic.sqlite")
+    session = store.create_session(owner="ada", repo="/r.git", base_branch="", branch="cloudws/x", title="t",
+                                   model=None)  # fmt: skip
+    sid = session["id"]
+    with pytest.raises(RuntimeError):
+        with store.transaction():
+            prompt, _ = store.enqueue_prompt(sid, text="hi", model=None, client_request_id="c1", author={},
+                                             max_queue=5)  # fmt: skip
+            store.append_event(sid, {"type": "user_message", "message_id": prompt["id"], "text": "hi"})
+            raise RuntimeError("crash before the end")
+    assert store.next_prompt(sid) is None and store.events_after(sid, 0, 10) == ([], False)
+
+    with store.transaction():
+        prompt, _ = store.enqueue_prompt(sid, text="hi", model=None, client_request_id="c1", author={}, max_queue=5)
+        store.append_event(sid, {"type": "user_message", "message_id": prompt["id"], "text": "hi"})
+    assert store.next_prompt(sid)["id"] == prompt["id"]
+    assert [e["type"] for e in store.events_after(sid, 0, 10)[0]] == ["user_message"]
+    # Calls outside a transaction still commit on their own.
+    store.append_event(sid, {"type": "error", "code": "x", "message": "y"})
+    assert SessionStore(tmp_path / "atomic.sqlite").get_session(sid)["last_seq"] == 2
