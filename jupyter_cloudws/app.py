@@ -11,7 +11,7 @@ from typing import Any
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
-from traitlets import Bool, Dict, Int, List, Type, Unicode, default, import_item
+from traitlets import Bool, Dict, Float, Int, List, Type, Unicode, default, import_item
 
 from . import __version__
 from .backends import BACKENDS, SandboxBackend
@@ -75,6 +75,9 @@ class CloudWorkspaces(ExtensionApp):
     max_queue_length = Int(20, help="Most prompts a session may have waiting behind the running one.").tag(
         config=True
     )
+    sandbox_attach_timeout_s = Float(
+        60.0, help="How long a sandbox may take to replay its log when the hub (re)connects."
+    ).tag(config=True)
     replay_limit = Int(
         500, help="Most events sent in one 'subscribed' frame or one page of GET .../events."
     ).tag(config=True)
@@ -114,6 +117,7 @@ class CloudWorkspaces(ExtensionApp):
 
     def initialize_settings(self) -> None:
         Path(self.data_dir).mkdir(parents=True, exist_ok=True)
+        os.chmod(self.data_dir, 0o700)  # transcripts and sandboxes are this user's alone
         backend = self.make_backend()
         allow_local = self.allow_local_repos if self.allow_local_repos is not None else backend.name == "local"
         env = {name: os.environ[name] for name in self.agent_env if name in os.environ}
@@ -121,7 +125,8 @@ class CloudWorkspaces(ExtensionApp):
         settings = HubSettings(
             max_prompt_bytes=self.max_prompt_bytes, max_queue_length=self.max_queue_length,
             replay_limit=self.replay_limit, default_model=self.default_model or None,
-            allow_local_repos=allow_local, agent_env=env,
+            allow_local_repos=allow_local, agent_env=env, secret_names=tuple(self.agent_env),
+            attach_timeout_s=self.sandbox_attach_timeout_s,
         )  # fmt: skip
         self.store = self.store_class(Path(self.data_dir) / "cloudws.sqlite")
         self.hub = SessionHub(self.store, backend, settings)

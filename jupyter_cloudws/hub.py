@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from .backends.base import SandboxBackend
+from .redaction import Redactor
 from .protocol import PromptRequest, ProtocolError, UserMessage, event_frame, session_frame, subscribed_frame
 from .runner import SessionRunner, Subscriber
 from .store import QueueFull, SessionStore, UnknownSession, new_id
@@ -43,7 +44,9 @@ class HubSettings:
     replay_limit: int = 500
     default_model: str | None = None
     allow_local_repos: bool = True
+    attach_timeout_s: float = 60.0
     agent_env: dict[str, str] = field(default_factory=dict, repr=False)
+    secret_names: tuple[str, ...] = ()
 
 
 class SessionHub:
@@ -53,6 +56,7 @@ class SessionHub:
         self.settings = settings
         self._runners: dict[str, SessionRunner] = {}
         self.closing = False
+        self.redactor = Redactor(settings.agent_env.get(name) for name in settings.secret_names)
 
     async def start(self) -> None:
         """Find again what a previous server left: live sandboxes and unfinished prompts."""
@@ -170,6 +174,8 @@ class SessionHub:
 
     def warm_up(self, session_id: str) -> None:
         """The user is typing: start the sandbox now so the prompt need not wait for it."""
+        if self.get_session(session_id)["archived"]:
+            return  # archiving ended its sandbox; typing must not bring it back
         self.runner(session_id).warm_up()
 
     # -- events -----------------------------------------------------------------------------

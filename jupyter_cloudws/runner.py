@@ -51,7 +51,7 @@ class SessionRunner:
         self._warmer: asyncio.Task[None] | None = None
         self._done: dict[str, asyncio.Future[None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._interrupt_pending = False
+        self._interrupt_pending: str | None = None  # a Stop that waits for the bridge, by prompt id
 
     # -- fan-out ----------------------------------------------------------------------------
 
@@ -114,7 +114,7 @@ class SessionRunner:
         message_id = prompt["id"]
         done = self._done.setdefault(message_id, asyncio.get_running_loop().create_future())
         try:
-            await self._ensure_bridge()
+            await self._ensure_bridge(for_work=True)
         except SandboxGone as exc:
             self._finish(message_id, ExecutionComplete(message_id, False, error=f"no sandbox: {exc}"))
         except BridgeClosed:
@@ -132,12 +132,21 @@ class SessionRunner:
         self.append(complete)
         self._prompt_finished(message_id, complete.success)
 
+    def _fail_in_flight(self, reason: str, *, interrupted: bool = False) -> None:
+        """The sandbox is gone: end the prompt it was running, or that the worker waits to send
+        (still queued when the bridge broke before it went out)."""
+        prompt = self.store.next_prompt(self.session_id)
+        if prompt is not None and (prompt["status"] == "running" or prompt["id"] in self._done):
+            self._finish(prompt["id"], ExecutionComplete(prompt["id"], False, error=reason, interrupted=interrupted))
+
     def _prompt_finished(self, message_id: str, success: bool) -> None:
         try:
             if self.store.get_prompt(message_id)["status"] in ("queued", "running"):
                 self.store.set_prompt_status(message_id, "done" if success else "failed")
         except KeyError:
             return
+        if self._interrupt_pending == message_id:
+            self._interrupt_pending = None
         done = self._done.get(message_id)
         if done is not None and not done.done():
             done.set_result(None)
@@ -154,28 +163,28 @@ class SessionRunner:
         if action == "send":
             self.store.set_prompt_status(prompt["id"], "running")
         await self.bridge.send(bridge_prompt(prompt["id"], prompt["text"], prompt["model"], prompt["author"]))
-        if self._interrupt_pending:
-            self._interrupt_pending = False
+        if self._interrupt_pending == prompt["id"]:
+            self._interrupt_pending = None
             await self.bridge.send({"op": "interrupt"})
 
     async def stop(self) -> None:
         """Interrupt the running prompt and cancel those waiting behind it."""
-        running = False
+        running = None
         for prompt in self.store.active_prompts(self.session_id):
             if prompt["status"] == "running":
-                running = True
+                running = prompt["id"]
                 continue
             self.store.set_prompt_status(prompt["id"], "cancelled")
             self._finish(prompt["id"], ExecutionComplete(prompt["id"], False, error="cancelled before it ran",
                                                          interrupted=True))  # fmt: skip
-        if not running:
+        if running is None:
             return
         try:
             if self.bridge is None:
                 raise BridgeClosed("no bridge")
             await self.bridge.send({"op": "interrupt"})
         except BridgeClosed:
-            self._interrupt_pending = True  # sent once the bridge is back
+            self._interrupt_pending = running  # sent with the prompt once the bridge is back
 
     async def retire(self, reason: str) -> None:
         """Stop the work and end the sandbox; the next prompt starts a fresh one."""
@@ -190,14 +199,17 @@ class SessionRunner:
             await self.hub.backend.terminate(sandbox_id)
             if bridge is not None:
                 await bridge.close()
+        # Terminated, the daemon logs no completion for what it was doing: end it here.
+        self._fail_in_flight(reason, interrupted=True)
         if self.store.get_session(self.session_id)["sandbox_status"] != "stopped":
             self.append(SandboxStatusEvent("stopped", reason))
             self._set_session(sandbox_status="stopped")
 
     # -- the bridge -------------------------------------------------------------------------
 
-    async def _ensure_bridge(self, *, spawn: bool = True) -> None:
-        """Get a caught-up bridge to the session's sandbox, starting one if ``spawn`` allows."""
+    async def _ensure_bridge(self, *, spawn: bool = True, for_work: bool = False) -> None:
+        """Get a caught-up bridge to the session's sandbox, starting one if ``spawn`` allows
+        (and, ``for_work``, only while a prompt is left to run)."""
         async with self._bridge_lock:
             record = self.store.sandbox_record(self.session_id)
             sandbox_id = record["sandbox_id"]
@@ -212,6 +224,8 @@ class SessionRunner:
                 if action is SandboxAction.REPORT_DEAD:
                     await self._report_dead(sandbox_id)
                     action = SandboxAction.SPAWN
+                    if for_work and self.store.next_prompt(self.session_id) is None:
+                        return  # reporting it failed the only prompt there was
                 if action is SandboxAction.SPAWN:
                     if not spawn:
                         return
@@ -228,6 +242,7 @@ class SessionRunner:
         spec = SandboxSpec(
             session_id=self.session_id, repo=session["repo"], base_branch=session["base_branch"],
             branch=session["branch"], model=session["model"], env=dict(self.hub.settings.agent_env),
+            secret_names=self.hub.settings.secret_names,
         )  # fmt: skip
         try:
             sandbox_id = await self.hub.backend.create(spec)
@@ -249,12 +264,14 @@ class SessionRunner:
         self._reader = self.spawn(self._read(bridge))
         await bridge.send(bridge_attach(cursor))
         caught_up = self.spawn(self._caught_up.wait())
+        timeout_s = self.hub.settings.attach_timeout_s
         try:
-            await asyncio.wait([caught_up, self._reader], return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([caught_up, self._reader], timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
         finally:
             caught_up.cancel()
         if not self._caught_up.is_set():
-            raise SandboxGone("the sandbox closed the bridge while catching up")
+            await bridge.close()
+            raise SandboxGone(f"the sandbox did not catch up within {timeout_s:.0f} s")
 
     async def _read(self, bridge: BridgeClient) -> None:
         try:
@@ -263,6 +280,10 @@ class SessionRunner:
         finally:
             if self.bridge is bridge:
                 self.bridge = None
+            try:
+                await bridge.close()  # else a daemon would go on writing to a socket nobody reads
+            except (ConnectionError, OSError):
+                pass
             if not self.hub.closing:
                 self.spawn(self._on_bridge_lost(bridge.sandbox_id))
 
@@ -270,7 +291,14 @@ class SessionRunner:
         kind = frame["kind"]
         if kind == "attached":
             self._attached_last_seq = int(frame.get("last_seq") or 0)
-            if self.store.sandbox_record(self.session_id)["sandbox_cursor"] >= self._attached_last_seq:
+            cursor = self.store.sandbox_record(self.session_id)["sandbox_cursor"]
+            if cursor > self._attached_last_seq:
+                # The sandbox's log lost events the hub has: its next ones are new, not replays.
+                log.warning("sandbox log of session %s ends at %s, before the hub's cursor %s",
+                            self.session_id, self._attached_last_seq, cursor)  # fmt: skip
+                self.store.update_session(self.session_id, sandbox_cursor=self._attached_last_seq)
+                cursor = self._attached_last_seq
+            if cursor >= self._attached_last_seq:
                 self._caught_up.set()
         elif kind == "event":
             event = frame["event"]
@@ -324,7 +352,7 @@ class SessionRunner:
     async def _report_dead(self, sandbox_id: str | None) -> None:
         if sandbox_id is None or self.store.sandbox_record(self.session_id)["sandbox_id"] != sandbox_id:
             return
-        reason = await self.hub.backend.exit_reason(sandbox_id)
+        reason = self.hub.redactor.text(await self.hub.backend.exit_reason(sandbox_id))
         self.store.update_session(self.session_id, sandbox_id=None)
         try:
             await self.hub.backend.terminate(sandbox_id)  # its agent and tools may have outlived it
@@ -332,9 +360,7 @@ class SessionRunner:
             log.exception("cleaning up dead sandbox %s failed", sandbox_id)
         self.append(SandboxStatusEvent("failed", reason))
         self._set_session(sandbox_status="failed")
-        prompt = self.store.next_prompt(self.session_id)
-        if prompt is not None and prompt["status"] == "running":
-            self._finish(prompt["id"], ExecutionComplete(prompt["id"], False, error=f"the sandbox died: {reason}"))
+        self._fail_in_flight(f"the sandbox died: {reason}")
 
     def spawn(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """Run ``coro`` in the background, owned by this runner so that close() ends it."""

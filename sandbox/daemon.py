@@ -29,6 +29,8 @@ from jupyter_cloudws.protocol import (
 )
 
 from . import gitops
+from jupyter_cloudws.redaction import Redactor
+
 from .agent import AgentExited, ClaudeAgent
 from .eventlog import EventLog
 from .normalize import Delta, Normalizer, TurnEnd
@@ -50,6 +52,8 @@ class DaemonConfig:
     max_tool_output_chars: int = 64_000
     permission_mode: str = "bypassPermissions"
     agent_args: list[str] = field(default_factory=list)
+    # Environment variables whose values never reach an event (a tool may print them).
+    secret_names: list[str] = field(default_factory=list)
 
     @classmethod
     def load(cls, path: Path) -> DaemonConfig:
@@ -64,7 +68,8 @@ class Daemon:
         self.config = config
         self.state_dir = state_dir
         self.socket_path = socket_path
-        self.log = EventLog(state_dir / "events.jsonl")
+        self.redactor = Redactor(os.environ.get(name) for name in config.secret_names)
+        self.log = EventLog(state_dir / "events.jsonl", redact=self.redactor.data)
         self.seen_prompts = _PromptBook(state_dir / "prompts.jsonl")
         self.normalizer = Normalizer(max_output_chars=config.max_tool_output_chars)
         self.agent: ClaudeAgent | None = None
@@ -72,6 +77,7 @@ class Daemon:
         self._lines: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._interrupt_requested = False
+        self._turn_live = False  # the agent has the current prompt: an interrupt must go to it
         self._setup_done = asyncio.Event()
         self._setup_error: str | None = None
         self._stopping = asyncio.Event()
@@ -114,19 +120,18 @@ class Daemon:
                 detail = f"on branch {self.config.branch} from {base}"
             else:
                 detail = f"on branch {self.config.branch}"
-        except (gitops.GitError, OSError) as exc:
-            self._setup_error = str(exc)
+            try:
+                # Claude Code takes ~0.2 s to boot and prints nothing until its first prompt, so
+                # starting it now takes that off the first prompt's latency.
+                await self._ensure_agent(None)
+            except OSError as exc:
+                log.warning("could not start Claude Code ahead of the first prompt: %s", exc)
+            self.log.append(SandboxStatusEvent("ready", detail))
+        except Exception as exc:  # whatever it was, prompts must hear of it rather than wait
+            self._setup_error = str(exc) if isinstance(exc, (gitops.GitError, OSError)) else f"setup failed: {exc!r}"
             self.log.append(SandboxStatusEvent("failed", self._setup_error))
+        finally:
             self._setup_done.set()
-            return
-        try:
-            # Claude Code takes ~0.2 s to boot and prints nothing until its first prompt, so
-            # starting it now takes that off the first prompt's latency.
-            await self._ensure_agent(None)
-        except OSError as exc:
-            log.warning("could not start Claude Code ahead of the first prompt: %s", exc)
-        self.log.append(SandboxStatusEvent("ready", detail))
-        self._setup_done.set()
 
     # -- prompts ----------------------------------------------------------------------------
 
@@ -137,40 +142,49 @@ class Daemon:
                 await self._run_prompt(op)
             except Exception as exc:  # one bad prompt must not take the daemon down
                 log.exception("prompt %s failed", op.get("message_id"))
-                self.log.append(ExecutionComplete(op["message_id"], False, error=f"sandbox error: {exc}"))
-            self.seen_prompts.mark(op["message_id"], "done")
+                try:
+                    self.log.append(ExecutionComplete(op["message_id"], False, error=f"sandbox error: {exc}"))
+                except Exception:
+                    log.exception("could not report the failure of prompt %s", op.get("message_id"))
 
     async def _run_prompt(self, op: dict[str, Any]) -> None:
         message_id = op["message_id"]
-        self.seen_prompts.mark(message_id, "running")
-        await self._setup_done.wait()
-        if self._setup_error is not None:
-            self.log.append(ExecutionComplete(message_id, False, error=f"sandbox setup failed: {self._setup_error}"))
-            return
-        started_s = time.monotonic()
-        workdir = self.config.workdir
-        head_before = await gitops.head_sha(workdir)
-        self._interrupt_requested = False
-        self.current = message_id
+        # Current from the start: a Stop that comes while the repository is still cloning counts.
+        self.current, self._interrupt_requested, self._turn_live = message_id, False, False
         try:
-            await self._ensure_agent(op.get("model"))
-            self.normalizer.begin(message_id)
-            assert self.agent is not None
-            await self.agent.send_prompt(op["text"])
-            turn = await self._pump_until_turn_end()
-        except AgentExited as exc:
-            turn = TurnEnd(False, str(exc), None, {}, None, None, None)
+            await self._setup_done.wait()
+            if self._setup_error is not None:
+                self.log.append(ExecutionComplete(message_id, False, error=f"sandbox setup failed: {self._setup_error}"))
+                return
+            started_s = time.monotonic()
+            head_before = await gitops.head_sha(self.config.workdir)
+            if self._interrupt_requested:
+                self.log.append(ExecutionComplete(message_id, False, error="stopped before it started",
+                                                  interrupted=True))  # fmt: skip
+                return
+            try:
+                await self._ensure_agent(op.get("model"))
+                self.normalizer.begin(message_id)
+                assert self.agent is not None
+                await self.agent.send_prompt(op["text"])
+                self._turn_live = True
+                if self._interrupt_requested:  # came while the prompt was being handed over
+                    await self.agent.interrupt()
+                turn = await self._pump_until_turn_end()
+            except AgentExited as exc:
+                turn = TurnEnd(False, str(exc), None, {}, None, None, None)
+            interrupted = self._interrupt_requested
+            self._turn_live = False
+            await self._commit_and_push(op, head_before)
+            error = "interrupted by the user" if interrupted else turn.error
+            self.log.append(
+                ExecutionComplete(
+                    message_id, turn.success and not interrupted, error, turn.cost_usd, turn.usage,
+                    int((time.monotonic() - started_s) * 1000), interrupted,
+                )  # fmt: skip
+            )
         finally:
-            self.current = None
-        interrupted = self._interrupt_requested
-        await self._commit_and_push(op, head_before)
-        error = "interrupted by the user" if interrupted else turn.error
-        self.log.append(
-            ExecutionComplete(
-                message_id, turn.success and not interrupted, error, turn.cost_usd, turn.usage,
-                int((time.monotonic() - started_s) * 1000), interrupted,
-            )  # fmt: skip
-        )
+            self.current, self._turn_live = None, False
 
     async def _ensure_agent(self, model: str | None) -> None:
         wanted = model or self.config.model
@@ -208,15 +222,17 @@ class Daemon:
                     return out
                 if isinstance(out, Delta):
                     self._broadcast({"kind": "delta", "message_id": out.message_id, "index": out.index,
-                                     "text": out.text})  # fmt: skip
+                                     "text": self.redactor.text(out.text)})  # fmt: skip
                 else:
                     self.log.append(out)
 
     async def _interrupt(self) -> None:
         agent, message_id = self.agent, self.current
-        if agent is None or message_id is None:
+        if message_id is None:
             return
         self._interrupt_requested = True
+        if not self._turn_live or agent is None:
+            return  # _run_prompt sees the request before it hands the prompt to the agent
         try:
             await agent.interrupt()
         except AgentExited:

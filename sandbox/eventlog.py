@@ -7,6 +7,7 @@ registers one and reads its backlog with no ``await`` in between, so nothing fal
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 from collections.abc import Callable
@@ -19,8 +20,9 @@ Listener = Callable[[dict[str, Any]], None]
 
 
 class EventLog:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, redact: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> None:
         self.path = path
+        self._redact = redact
         self.events: list[dict[str, Any]] = []
         self._listeners: list[Listener] = []
         if path.exists():
@@ -34,9 +36,14 @@ class EventLog:
                     self.events.append(json.loads(line))
                 except ValueError:
                     break  # a torn last line from a crash mid-write: everything before it stands
-        # Rewrite without the torn tail so later appends start on a clean line.
-        with open(self.path, "w", encoding="utf-8") as fh:
+        # Rewrite without the torn tail so later appends start on a clean line; via a new file,
+        # so a crash now cannot cost the events already there.
+        fresh = self.path.with_suffix(".tmp")
+        with open(fresh, "w", encoding="utf-8") as fh:
             fh.writelines(dumps(e) + "\n" for e in self.events)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(fresh, self.path)
 
     @property
     def last_seq(self) -> int:
@@ -45,6 +52,8 @@ class EventLog:
     def append(self, body: EventBody | dict[str, Any]) -> dict[str, Any]:
         data = body.to_dict() if isinstance(body, EventBody) else dict(body)
         validate_event_body(data)
+        if self._redact is not None:
+            data = self._redact(data)
         event = make_event(data, self.last_seq + 1)
         self._file.write(dumps(event) + "\n")
         self._file.flush()
@@ -55,8 +64,8 @@ class EventLog:
         return event
 
     def after(self, seq: int) -> list[dict[str, Any]]:
-        # seq n sits at index n-1: sequence numbers start at 1 and have no gaps.
-        return self.events[max(seq, 0) :]
+        """Events with a higher ``seq`` (found by bisection, so a gap could not mislead it)."""
+        return self.events[bisect.bisect_right(self.events, seq, key=lambda e: e["seq"]) :]
 
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)

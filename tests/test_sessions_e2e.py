@@ -234,12 +234,16 @@ async def test_archiving_a_session_stops_its_sandbox_and_keeps_its_history(
 
 
 async def test_secrets_stay_out_of_events_logs_and_the_database(api, make_repo, fake_anthropic, cloudws_data_dir):
-    fake_anthropic.on("show env", tool_use("Bash", {"command": "echo checked"}), text("Checked."))
+    # A tool can print a secret (here on purpose; a prompt-injected file could make it happen).
+    fake_anthropic.on("show env", tool_use("Bash", {"command": "echo KEY=$ANTHROPIC_API_KEY"}), text("Checked."))
     session = await api.new_session(make_repo())
     done = await api.prompt(session["id"], "show env")
     await api.wait_until_complete(session["id"], done["message_id"])
     key = "sk-test-cloudws"  # the sandbox_env API key from conftest
-    assert key not in repr(await api.events(session["id"]))
+    events = await api.events(session["id"])
+    assert key not in repr(events)
+    outputs = [e["output"] for e in events if e["type"] == "tool_call" and e["status"] == "completed"]
+    assert outputs == ["KEY=[redacted]"], "the tool ran and printed it; the transcript holds no secret"
     leaks = []
     for path in cloudws_data_dir.rglob("*"):
         if path.is_file() and "/home/" not in str(path) and "/claude/" not in str(path) and "/repo/" not in str(path):
@@ -325,3 +329,37 @@ async def test_a_sandbox_killed_mid_command_fails_its_prompt_and_leaves_no_proce
             break
         await asyncio.sleep(0.1)
     assert sandbox_commands(cloudws_data_dir) == [], "the agent and its tools went with the sandbox"
+
+
+async def test_archiving_during_a_prompt_ends_it_and_the_session_works_after_unarchiving(
+    api, make_repo, fake_anthropic, cloudws_data_dir: Path
+):
+    command = "echo archiving && sleep 60 && echo never"
+    fake_anthropic.on("long job", tool_use("Bash", {"command": command, "timeout": 120000}), text("Never."))
+    fake_anthropic.on("short job", text("Short."))
+    session = await api.new_session(make_repo())
+    long = await api.prompt(session["id"], "a long job")
+    await api.wait_for_event(session["id"], lambda e: e["type"] == "tool_call" and e["status"] == "running")
+
+    await api.patch(f"sessions/{session['id']}", {"archived": True})
+    done = await api.wait_until_complete(session["id"], long["message_id"], timeout_s=30)
+    assert done["success"] is False and done["interrupted"] is True
+    await api.wait_for_event(session["id"], lambda e: e["type"] == "sandbox_status" and e["status"] == "stopped")
+    assert sandbox_commands(cloudws_data_dir) == []
+    code, now = await api.get(f"sessions/{session['id']}")
+    assert now["status"] == "idle"
+
+    await api.patch(f"sessions/{session['id']}", {"archived": False})
+    short = await api.prompt(session["id"], "a short job")
+    assert (await api.wait_until_complete(session["id"], short["message_id"]))["success"] is True
+
+
+async def test_stop_right_after_sending_stops_the_prompt_whatever_stage_it_was_in(api, make_repo, fake_anthropic):
+    fake_anthropic.on("quick edit", tool_use("Bash", {"command": "echo edited > edit.txt"}), text("Edited."))
+    session = await api.new_session(make_repo())
+    prompt = await api.prompt(session["id"], "a quick edit")
+    code, _ = await api.post(f"sessions/{session['id']}/stop")  # the sandbox is still starting
+    assert code == 202
+    done = await api.wait_until_complete(session["id"], prompt["message_id"], timeout_s=30)
+    assert done["success"] is False and done["interrupted"] is True
+    assert not [e for e in await api.events(session["id"]) if e["type"] == "tool_call"], "nothing ran"

@@ -26,6 +26,8 @@ class SandboxSpec:
     model: str | None = None
     # Values for the sandbox environment, secrets included: never logged, never in an event.
     env: dict[str, str] = field(default_factory=dict, repr=False)
+    # Names of the variables whose values the sandbox redacts from everything it logs.
+    secret_names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -116,6 +117,10 @@ class LocalBackend(SandboxBackend):
             return path
         short_dir = Path(tempfile.gettempdir()) / f"cloudws-{os.getuid()}"
         short_dir.mkdir(mode=0o700, exist_ok=True)
+        info = short_dir.lstat()
+        # A predictable name in a shared directory: use it only if it is really ours and private.
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+            raise SandboxGone(f"{short_dir} is not a private directory of this user; remove it or use a shorter data_dir")
         return short_dir / f"{sandbox_id}.sock"
 
     # -- interface --------------------------------------------------------------------------
@@ -130,7 +135,7 @@ class LocalBackend(SandboxBackend):
         (state / "claude").mkdir()
         DaemonConfig(
             session_id=spec.session_id, repo=spec.repo, base_branch=spec.base_branch, branch=spec.branch,
-            model=spec.model, cli_path=cli, workdir=str(state / "repo"),
+            model=spec.model, cli_path=cli, workdir=str(state / "repo"), secret_names=list(spec.secret_names),
         ).save(state / "config.json")  # fmt: skip
         env = {name: os.environ[name] for name in BASE_ENV_NAMES if name in os.environ}
         env.update(spec.env)
