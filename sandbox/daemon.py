@@ -78,6 +78,7 @@ class Daemon:
         self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._interrupt_requested = False
         self._turn_live = False  # the agent has the current prompt: an interrupt must go to it
+        self._default_model: str | None = None  # what the agent runs on when no model is chosen
         self._setup_done = asyncio.Event()
         self._setup_error: str | None = None
         self._stopping = asyncio.Event()
@@ -171,6 +172,8 @@ class Daemon:
                 if self._interrupt_requested:  # came while the prompt was being handed over
                     await self.agent.interrupt()
                 turn = await self._pump_until_turn_end()
+                if self.agent.model is None and self.normalizer.model:
+                    self._default_model = self._default_model or self.normalizer.model
             except AgentExited as exc:
                 turn = TurnEnd(False, str(exc), None, {}, None, None, None)
             interrupted = self._interrupt_requested
@@ -187,10 +190,13 @@ class Daemon:
             self.current, self._turn_live = None, False
 
     async def _ensure_agent(self, model: str | None) -> None:
+        """A live agent on the model this prompt wants; no model means the one the agent ran
+        before any prompt chose one (learnt from its first turn)."""
         wanted = model or self.config.model
         if self.agent is not None and self.agent.alive:
-            if wanted and wanted != self.agent.model:
-                await self.agent.set_model(wanted)
+            target = wanted or self._default_model
+            if target and target != (self.agent.model or self._default_model):
+                await self.agent.set_model(target)
             return
         self.agent = ClaudeAgent(
             self.config.cli_path, self.config.workdir, dict(os.environ), model=wanted,

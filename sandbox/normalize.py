@@ -52,6 +52,7 @@ class Normalizer:
     max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS
     message_id: str = ""
     agent_session_id: str | None = None
+    model: str | None = None  # the model the agent reported at the start of its latest turn
     _text_blocks: int = 0
     _streaming_index: int | None = None
     _open_calls: dict[str, _OpenCall] = field(default_factory=dict)
@@ -66,6 +67,7 @@ class Normalizer:
         kind = line.get("type")
         if kind == "system" and line.get("subtype") == "init":
             self.agent_session_id = line.get("session_id") or self.agent_session_id
+            self.model = line.get("model") or self.model
             return []
         if line.get("parent_tool_use_id"):
             return []  # a sub-agent's inner messages: its Task tool_call row stands for it

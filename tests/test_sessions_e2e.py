@@ -11,7 +11,7 @@ from pathlib import Path
 
 from support import completed, git, sandbox_commands
 
-from jupyter_cloudws.testing.fake_anthropic import text, tool_use, turn
+from jupyter_cloudws.testing.fake_anthropic import latest_human_text, text, tool_use, turn
 
 
 def live_events(frames: list[dict]) -> list[dict]:
@@ -363,3 +363,25 @@ async def test_stop_right_after_sending_stops_the_prompt_whatever_stage_it_was_i
     done = await api.wait_until_complete(session["id"], prompt["message_id"], timeout_s=30)
     assert done["success"] is False and done["interrupted"] is True
     assert not [e for e in await api.events(session["id"]) if e["type"] == "tool_call"], "nothing ran"
+
+
+async def test_a_one_off_model_applies_to_its_prompt_only(api, make_repo, fake_anthropic):
+    fake_anthropic.on("first question", text("First answer."))
+    fake_anthropic.on("second question", text("Second answer."))
+    fake_anthropic.on("third question", text("Third answer."))
+    session = await api.new_session(make_repo())  # no model: Claude Code's default
+    for text_, model in (("first question", None), ("second question", "claude-opus-test"), ("third question", None)):
+        fields = {"model": model} if model else {}
+        prompt = await api.prompt(session["id"], text_, **fields)
+        assert (await api.wait_until_complete(session["id"], prompt["message_id"]))["success"]
+
+    def model_for(question: str) -> str:
+        """The model of the request that asked ``question`` (its latest human text)."""
+        return next(r["body"]["model"] for r in fake_anthropic.main_requests()
+                    if question in latest_human_text(r["body"]["messages"])[0])  # fmt: skip
+
+    default = model_for("first question")
+    assert model_for("second question") == "claude-opus-test"
+    assert model_for("third question") == default, "back on the default model"
+    last = repr(fake_anthropic.main_requests()[-1]["body"]["messages"])
+    assert "First answer." in last and "Second answer." in last, "the conversation went on"
