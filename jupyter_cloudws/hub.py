@@ -96,7 +96,7 @@ class SessionHub:
         )  # fmt: skip
 
     def update_session(self, session_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        self.get_session(session_id)
+        before = self.get_session(session_id)
         changes: dict[str, Any] = {}
         if "title" in body:
             title = _opt_text(body, "title", 200)
@@ -110,7 +110,7 @@ class SessionHub:
         unknown = set(body) - {"title", "archived"}
         if unknown:
             raise HubError(400, "bad_request", f"cannot change {', '.join(sorted(unknown))}")
-        archiving = changes.get("archived") is True and not self.store.get_session(session_id)["archived"]
+        archiving = changes.get("archived") is True and not before["archived"]
         session = self.store.update_session(session_id, **changes)
         runner = self.runner(session_id)
         runner.publish(session_frame(session))

@@ -202,7 +202,7 @@ class SessionStore:
         """
         data = body.to_dict() if isinstance(body, EventBody) else dict(body)
         validate_event_body(data)
-        with self._transaction():
+        with self.transaction():
             row = self._db.execute(
                 "SELECT last_seq, sandbox_cursor FROM sessions WHERE id = ?", (session_id,)
             ).fetchone()
@@ -248,7 +248,7 @@ class SessionStore:
     ) -> tuple[dict[str, Any], bool]:  # fmt: skip
         """Queue a prompt; return ``(prompt, created)``. A known ``client_request_id`` returns the
         existing prompt with ``created=False`` and queues nothing."""
-        with self._transaction():
+        with self.transaction():
             if client_request_id is not None:
                 existing = self._db.execute(
                     "SELECT * FROM prompts WHERE session_id = ? AND client_request_id = ?",
@@ -340,9 +340,6 @@ class SessionStore:
     def transaction(self) -> _Transaction:
         """Several calls as one: all of them are stored, or none. Re-entrant: the calls open
         transactions of their own, which join the outermost one."""
-        return self._transaction()
-
-    def _transaction(self) -> _Transaction:
         return _Transaction(self)
 
 

@@ -3,6 +3,7 @@ pytest's ``pythonpath``, so any test module can ``from support import ...``."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 from collections.abc import Callable
@@ -55,6 +56,14 @@ def sandbox_commands(data_dir: Path) -> list[str]:
         except OSError:
             pass
     return commands
+
+
+async def eventually(check: Callable[[], Any], timeout_s: float = 10.0, interval_s: float = 0.1) -> Any:
+    """Poll ``check`` until it is truthy or ``timeout_s`` passes; its last value either way."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not (value := check()) and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(interval_s)
+    return value
 
 
 def completed(message_id: str) -> Callable[[dict[str, Any]], bool]:

@@ -9,7 +9,7 @@ import signal
 import time
 from pathlib import Path
 
-from support import completed, git, sandbox_commands
+from support import completed, eventually, git, sandbox_commands
 
 from jupyter_cloudws.testing.fake_anthropic import latest_human_text, text, tool_use, turn
 
@@ -113,11 +113,7 @@ async def test_stop_ends_a_long_command_in_seconds_and_the_session_goes_on(
     session = await api.new_session(make_repo())
     long = await api.prompt(session["id"], "Please wait a minute")
     await api.wait_for_event(session["id"], lambda e: e["type"] == "tool_call" and e["status"] == "running")
-    for _ in range(50):  # until the command really runs
-        if _sleep_60_running(cloudws_data_dir):
-            break
-        await asyncio.sleep(0.1)
-    assert _sleep_60_running(cloudws_data_dir)
+    assert await eventually(lambda: _sleep_60_running(cloudws_data_dir), 5), "the command runs"
 
     stopped_at = time.monotonic()
     code, body = await api.post(f"sessions/{session['id']}/stop")
@@ -215,11 +211,8 @@ async def test_archiving_a_session_stops_its_sandbox_and_keeps_its_history(
     assert code == 200 and archived["archived"] is True
     await api.wait_for_event(session["id"], lambda e: e["type"] == "sandbox_status" and e["status"] == "stopped")
     # The daemon logs "stopped" as it shuts down, a moment before its process is gone.
-    for _ in range(100):
-        if not Path(f"/proc/{pid_file.read_text()}").exists():
-            break
-        await asyncio.sleep(0.05)
-    assert not Path(f"/proc/{pid_file.read_text()}").exists(), "the sandbox process ended"
+    gone = await eventually(lambda: not Path(f"/proc/{pid_file.read_text()}").exists(), 5, interval_s=0.05)
+    assert gone, "the sandbox process ended"
     events = await api.events(session["id"])
     assert not [e for e in events if e.get("status") == "failed"], "a deliberate stop is no failure"
     assert [e["text"] for e in events if e["type"] == "assistant_text"] == ["Hello!"]
@@ -314,21 +307,14 @@ async def test_a_sandbox_killed_mid_command_fails_its_prompt_and_leaves_no_proce
     fake_anthropic.on("keep busy", tool_use("Bash", {"command": command, "timeout": 120000}), text("Done."))
     session = await api.new_session(make_repo())
     prompt = await api.prompt(session["id"], "keep busy")
-    for _ in range(300):
-        if "sleep 60" in sandbox_commands(cloudws_data_dir):
-            break
-        await asyncio.sleep(0.1)
-    assert "sleep 60" in sandbox_commands(cloudws_data_dir)
+    assert await eventually(lambda: "sleep 60" in sandbox_commands(cloudws_data_dir), 30)
 
     (pid_file,) = (cloudws_data_dir / "sandboxes").glob("*/daemon.pid")
     os.killpg(int(pid_file.read_text()), signal.SIGKILL)  # the daemon only: agent and tools live on
     done = await api.wait_until_complete(session["id"], prompt["message_id"], timeout_s=30)
     assert done["success"] is False and "the sandbox died" in done["error"]
-    for _ in range(50):
-        if not sandbox_commands(cloudws_data_dir):
-            break
-        await asyncio.sleep(0.1)
-    assert sandbox_commands(cloudws_data_dir) == [], "the agent and its tools went with the sandbox"
+    left = await eventually(lambda: sandbox_commands(cloudws_data_dir) == [], 5)
+    assert left, f"the agent and its tools went with the sandbox, not {sandbox_commands(cloudws_data_dir)}"
 
 
 async def test_archiving_during_a_prompt_ends_it_and_the_session_works_after_unarchiving(

@@ -219,9 +219,6 @@ class ChatWidget(anywidget.AnyWidget):
 
 
 def _session_dict(session: Session) -> dict[str, Any]:
-    data = getattr(session, "data", None)
-    if isinstance(data, dict):
-        return dict(data)
     keys = ("id", "title", "branch", "status", "repo", "model", "base_branch", "sandbox_status", "archived",
             "created_at", "updated_at")  # fmt: skip
     return {k: getattr(session, k, None) for k in keys}
