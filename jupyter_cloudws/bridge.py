@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from .backends.base import BridgeStream
-from .protocol import ProtocolError, dumps, parse_bridge_reply
+from cloudws_sandbox.protocol import ProtocolError, dumps, parse_bridge_reply
 
 log = logging.getLogger("jupyter_cloudws.bridge")
 

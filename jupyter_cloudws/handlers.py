@@ -23,7 +23,7 @@ from tornado import web, websocket
 
 from . import __version__
 from .hub import HubError, SessionHub, protocol_error
-from .protocol import (
+from cloudws_sandbox.protocol import (
     Ping,
     PromptRequest,
     ProtocolError,

@@ -17,8 +17,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 from .backends.base import SandboxBackend
-from .redaction import Redactor
-from .protocol import PromptRequest, ProtocolError, UserMessage, event_frame, session_frame, subscribed_frame
+from cloudws_sandbox.redaction import Redactor
+from cloudws_sandbox.protocol import PromptRequest, ProtocolError, UserMessage, event_frame, session_frame, subscribed_frame
 from .runner import SessionRunner, Subscriber
 from .store import QueueFull, SessionStore, UnknownSession, new_id
 

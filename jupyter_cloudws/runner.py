@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .backends.base import SandboxGone, SandboxSpec
 from .bridge import BridgeClient, BridgeClosed
 from .lifecycle import SandboxAction, prompt_after_catch_up, reconnect_delay_s, sandbox_action, session_status
-from .protocol import (
+from cloudws_sandbox.protocol import (
     ExecutionComplete,
     SandboxStatusEvent,
     bridge_attach,

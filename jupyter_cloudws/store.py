@@ -16,7 +16,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from .protocol import EventBody, make_event, validate_event_body
+from cloudws_sandbox.protocol import EventBody, make_event, validate_event_body
 
 SCHEMA_VERSION = 1
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sandbox.procs import kill_marked, marked_processes
+from cloudws_sandbox.procs import kill_marked, marked_processes
 
 GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "Seed",

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from tornado.httpclient import HTTPClientError
 
-from jupyter_cloudws.protocol import SandboxStatusEvent
+from cloudws_sandbox.protocol import SandboxStatusEvent
 from jupyter_cloudws.testing.fake_anthropic import text, tool_use
 
 MAX_PROMPT_BYTES = 1000

@@ -9,7 +9,7 @@ import types
 import pytest
 
 from jupyter_cloudws import store as store_mod
-from jupyter_cloudws.protocol import AssistantText, ProtocolError, SandboxStatusEvent, UserMessage
+from cloudws_sandbox.protocol import AssistantText, ProtocolError, SandboxStatusEvent, UserMessage
 from jupyter_cloudws.store import QueueFull, SessionStore, UnknownSession
 
 

@@ -1,7 +1,7 @@
 """The narrow async interface every sandbox backend implements.
 
 The hub only ever dials *out*: it asks the backend for a byte stream to the sandbox's runtime
-daemon (a unix socket locally, ``sandbox.exec("python -m sandbox attach")`` stdio on Modal) and
+daemon (a unix socket locally, ``sandbox.exec("python -m cloudws_sandbox attach")`` stdio on Modal) and
 speaks the bridge protocol over it. Nothing here knows about sessions or events.
 """
 

@@ -19,9 +19,9 @@ from pathlib import Path
 
 from traitlets import Enum, Float, Unicode
 
-from sandbox.agent import bundled_cli_path
-from sandbox.daemon import DaemonConfig
-from sandbox.procs import MARKER, kill_marked
+from .cli import bundled_cli_path
+from cloudws_sandbox.daemon import DaemonConfig
+from cloudws_sandbox.procs import MARKER, kill_marked
 
 from .base import BridgeStream, ExecResult, SandboxBackend, SandboxGone, SandboxSpec
 
@@ -95,7 +95,7 @@ class LocalBackend(SandboxBackend):
         ["socket", "exec"],
         "socket",
         help="How the hub reaches a sandbox's daemon: its unix socket, or the stdio of an exec'd "
-        "'python -m sandbox attach' (the way remote backends connect; useful to test that path).",
+        "'python -m cloudws_sandbox attach' (the way remote backends connect; useful to test that path).",
     ).tag(config=True)
     connect_timeout_s = Float(20.0, help="How long to wait for a new sandbox's daemon to listen.").tag(config=True)
     terminate_timeout_s = Float(10.0, help="Grace before a sandbox that ignores SIGTERM is killed.").tag(config=True)
@@ -150,7 +150,7 @@ class LocalBackend(SandboxBackend):
         socket_path = self._socket_path(sandbox_id)
         with open(state / "daemon.log", "ab") as log_file:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "sandbox", "serve", "--state-dir", str(state), "--socket", str(socket_path)],
+                [sys.executable, "-m", "cloudws_sandbox", "serve", "--state-dir", str(state), "--socket", str(socket_path)],
                 cwd=state, env=env, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )  # fmt: skip
@@ -177,7 +177,7 @@ class LocalBackend(SandboxBackend):
         except OSError:
             return False
         # A recycled pid belongs to some other program: check it is this sandbox's daemon.
-        return str(self._dir(sandbox_id)).encode() in cmdline and b"sandbox" in cmdline
+        return str(self._dir(sandbox_id)).encode() in cmdline and b"cloudws_sandbox" in cmdline
 
     async def connect(self, sandbox_id: str) -> BridgeStream:
         socket_path = self._socket_path(sandbox_id)
@@ -200,7 +200,7 @@ class LocalBackend(SandboxBackend):
         if not socket_path.exists():
             raise FileNotFoundError(socket_path)
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "sandbox", "attach", "--socket", str(socket_path),
+            sys.executable, "-m", "cloudws_sandbox", "attach", "--socket", str(socket_path),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=2**26,
         )  # fmt: skip
         return ProcessStream(proc)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..protocol import EventBody, ProtocolError, event_body_from_dict
+from cloudws_sandbox.protocol import EventBody, ProtocolError, event_body_from_dict
 
 
 @dataclass(frozen=True)

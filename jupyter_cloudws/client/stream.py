@@ -21,7 +21,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus, WebSocketException
 
-from ..protocol import dumps
+from cloudws_sandbox.protocol import dumps
 from .background import LoopThread
 from .errors import ConnectionLost
 from .transcript import SeqGap, Transcript

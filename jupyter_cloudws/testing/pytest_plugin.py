@@ -17,7 +17,7 @@ from typing import Iterator
 
 import pytest
 
-from sandbox.agent import bundled_cli_path
+from jupyter_cloudws.backends.cli import bundled_cli_path
 
 from .fake_anthropic import FakeAnthropic
 

@@ -28,7 +28,7 @@ from jupyter_cloudws.client import (
     SessionArchived,
     UnknownSession,
 )
-from jupyter_cloudws.protocol import AssistantText, ExecutionComplete, ToolCall
+from cloudws_sandbox.protocol import AssistantText, ExecutionComplete, ToolCall
 from jupyter_cloudws.testing.fake_anthropic import FakeAnthropic, text, tool_use, turn
 from jupyter_cloudws.testing.server import ServerProcess
 

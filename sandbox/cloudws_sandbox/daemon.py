@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jupyter_cloudws.protocol import (
+from .protocol import (
     BRIDGE_MAX_LINE_BYTES,
     ExecutionComplete,
     GitEvent,
@@ -29,13 +29,13 @@ from jupyter_cloudws.protocol import (
 )
 
 from . import gitops
-from jupyter_cloudws.redaction import Redactor
+from .redaction import Redactor
 
 from .agent import AgentExited, ClaudeAgent
 from .eventlog import EventLog
 from .normalize import Delta, Normalizer, TurnEnd
 
-log = logging.getLogger("sandbox.daemon")
+log = logging.getLogger("cloudws_sandbox.daemon")
 
 INTERRUPT_GRACE_S = 10.0  # after this, an interrupt that the CLI has not honoured kills it
 

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from jupyter_cloudws import protocol as p
-from jupyter_cloudws.protocol import (
+from cloudws_sandbox import protocol as p
+from cloudws_sandbox.protocol import (
     EVENT_TYPES,
     AssistantText,
     ErrorEvent,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from sandbox import gitops
-from sandbox.gitops import Author, GitError
+from cloudws_sandbox import gitops
+from cloudws_sandbox.gitops import Author, GitError
 
 AUTHOR = Author("Claude Code", "claude@example.invalid")
 SEED_ENV = {

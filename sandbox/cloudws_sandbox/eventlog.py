@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from jupyter_cloudws.protocol import EventBody, dumps, make_event, validate_event_body
+from .protocol import EventBody, dumps, make_event, validate_event_body
 
 Listener = Callable[[dict[str, Any]], None]
 

@@ -12,26 +12,15 @@ import logging
 import os
 import signal
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-from jupyter_cloudws.protocol import dumps
+from .protocol import dumps
 
 from .procs import MARKER, kill_marked
 
-log = logging.getLogger("sandbox.agent")
+log = logging.getLogger("cloudws_sandbox.agent")
 
 STDOUT_LIMIT_BYTES = 64 * 1024 * 1024  # one line can hold a whole file read by a tool
-
-
-def bundled_cli_path() -> str | None:
-    """The Claude Code CLI that ships inside the ``claude-agent-sdk`` wheel, if installed."""
-    try:
-        import claude_agent_sdk
-    except ImportError:
-        return None
-    path = Path(claude_agent_sdk.__file__).parent / "_bundled" / "claude"
-    return str(path) if path.exists() else None
 
 
 def kill_tools() -> None:

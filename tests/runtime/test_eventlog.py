@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from jupyter_cloudws.protocol import AssistantText, ProtocolError, SandboxStatusEvent, UserMessage
-from sandbox.eventlog import EventLog
+from cloudws_sandbox.protocol import AssistantText, ProtocolError, SandboxStatusEvent, UserMessage
+from cloudws_sandbox.eventlog import EventLog
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jupyter_cloudws.protocol import (
+from cloudws_sandbox.protocol import (
     CLIENT_FRAME_TYPES,
     ProtocolError,
     parse_bridge_op,

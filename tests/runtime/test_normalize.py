@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from jupyter_cloudws.protocol import AssistantText, ToolCall, validate_event_body
-from sandbox.normalize import DEFAULT_MAX_OUTPUT_CHARS, Delta, Normalizer, TurnEnd, truncate
+from cloudws_sandbox.protocol import AssistantText, ToolCall, validate_event_body
+from cloudws_sandbox.normalize import DEFAULT_MAX_OUTPUT_CHARS, Delta, Normalizer, TurnEnd, truncate
 
 AGENT_SESSION = "5b0c8f1e-3a47-4f7e-9d52-1c2b3a4d5e6f"
 MID = "prompt-1"

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from jupyter_cloudws.protocol import AssistantText, EventBody, ToolCall
+from .protocol import AssistantText, EventBody, ToolCall
 
 DEFAULT_MAX_OUTPUT_CHARS = 64_000
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from support import make_bare_repo
 
-from sandbox import daemon as daemon_module
-from sandbox.daemon import Daemon, DaemonConfig
+from cloudws_sandbox import daemon as daemon_module
+from cloudws_sandbox.daemon import Daemon, DaemonConfig
 
 
 async def read_until(reader: asyncio.StreamReader, predicate, timeout_s: float = 30.0) -> list[dict]:

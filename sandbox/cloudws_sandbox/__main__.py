@@ -1,4 +1,4 @@
-"""``python -m sandbox serve|attach``: run the runtime daemon, or pipe stdio to a running one.
+"""``python -m cloudws_sandbox serve|attach``: run the runtime daemon, or pipe stdio to a running one.
 
 ``attach`` is the byte stream for backends that can only exec a process in the sandbox (Modal,
 ``docker exec``, ``kubectl exec``): the hub talks JSON lines to its stdin/stdout.
@@ -18,7 +18,7 @@ SOCKET_NAME = "bridge.sock"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sandbox")
+    parser = argparse.ArgumentParser(prog="python -m cloudws_sandbox")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the sandbox runtime daemon")
     serve.add_argument("--state-dir", required=True, type=Path, help="holds config.json and the event log")
