@@ -19,12 +19,17 @@ from pathlib import Path
 
 from traitlets import Enum, Float, Unicode
 
+import cloudws_sandbox
+
 from .cli import bundled_cli_path
 from cloudws_sandbox.daemon import DaemonConfig
 from cloudws_sandbox.procs import MARKER, kill_marked
 
 from .base import BridgeStream, ExecResult, SandboxBackend, SandboxGone, SandboxSpec
 
+# The runtime runs as it would in a bare image: no site-packages (-S), only itself on the path.
+RUNTIME_ROOT = str(Path(cloudws_sandbox.__file__).resolve().parent.parent)
+RUNTIME_PYTHON = [sys.executable, "-S", "-m", "cloudws_sandbox"]
 MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes on Linux
 # Passed from the server so the daemon can find git, python and a locale; nothing else leaks in.
 BASE_ENV_NAMES = ("PATH", "LANG", "LC_ALL", "TZ", "SSL_CERT_FILE", "SSL_CERT_DIR")
@@ -146,11 +151,12 @@ class LocalBackend(SandboxBackend):
             IS_SANDBOX="1",
             PYTHONUNBUFFERED="1",
         )
+        env["PYTHONPATH"] = RUNTIME_ROOT
         env[MARKER] = str(state)  # inherited by the agent and its tools: how terminate finds them
         socket_path = self._socket_path(sandbox_id)
         with open(state / "daemon.log", "ab") as log_file:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "cloudws_sandbox", "serve", "--state-dir", str(state), "--socket", str(socket_path)],
+                [*RUNTIME_PYTHON, "serve", "--state-dir", str(state), "--socket", str(socket_path)],
                 cwd=state, env=env, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )  # fmt: skip
@@ -200,7 +206,7 @@ class LocalBackend(SandboxBackend):
         if not socket_path.exists():
             raise FileNotFoundError(socket_path)
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "cloudws_sandbox", "attach", "--socket", str(socket_path),
+            *RUNTIME_PYTHON, "attach", "--socket", str(socket_path), env={"PYTHONPATH": RUNTIME_ROOT},
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=2**26,
         )  # fmt: skip
         return ProcessStream(proc)
