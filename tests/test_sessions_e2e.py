@@ -371,3 +371,36 @@ async def test_a_one_off_model_applies_to_its_prompt_only(api, make_repo, fake_a
     assert model_for("third question") == default, "back on the default model"
     last = repr(fake_anthropic.main_requests()[-1]["body"]["messages"])
     assert "First answer." in last and "Second answer." in last, "the conversation went on"
+
+
+async def test_a_secret_split_across_streamed_fragments_or_in_a_prompt_never_shows(
+    api, open_socket, make_repo, fake_anthropic
+):
+    key = "sk-test-cloudws"  # the sandbox_env API key from conftest
+    fake_anthropic.on(
+        "note the key",
+        tool_use("Bash", {"command": "echo noted > note.txt"}),
+        # Each fragment alone holds no secret: only the two together do.
+        text("The key is sk-test-cloudws, noted.", chunks=["The key is sk-te", "st-cloudws, noted."]),
+    )
+    repo = make_repo()
+    session = await api.new_session(repo)
+    sock = await open_socket(session["id"])
+    await sock.send({"type": "subscribe"})
+    await sock.recv()
+    await sock.send({"type": "prompt", "text": f"note the key {key} in a file", "client_request_id": "r1"})
+    accepted = await sock.until(lambda f: f["type"] == "prompt_accepted")
+    await sock.until(completed(accepted["message_id"]))
+
+    (final,) = [e for e in live_events(sock.frames) if e["type"] == "assistant_text"]
+    assert final["text"] == "The key is [redacted], noted."
+    deltas = [f["text"] for f in sock.frames if f["type"] == "delta" and f["index"] == final["index"]]
+    shown = ""
+    for fragment in deltas:
+        shown += fragment
+        assert key not in shown, "the live view showed the secret before the final text replaced it"
+    assert shown == final["text"], "the held-back tail was shown when the block ended"
+    # The prompt becomes the commit's subject and body: pushed, it must not carry the key.
+    message = git("--git-dir", str(repo), "log", "-1", "--format=%B", session["branch"])
+    assert "note the key [redacted] in a file" in message and key not in message
+    sock.close()

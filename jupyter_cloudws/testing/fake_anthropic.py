@@ -116,6 +116,7 @@ class Block:
     input: dict[str, Any] = field(default_factory=dict)
     id: str | None = None
     delay_s: float | None = None
+    chunks: list[str] | None = None  # the text_delta fragments; default: split by words
 
 
 @dataclass
@@ -131,9 +132,11 @@ class Turn:
         return any(b.type == "tool_use" for b in self.blocks)
 
 
-def text(markdown: str, *, delay_s: float | None = None) -> Block:
-    """A text block."""
-    return Block("text", text=markdown, delay_s=delay_s)
+def text(markdown: str, *, delay_s: float | None = None, chunks: list[str] | None = None) -> Block:
+    """A text block, streamed as ``chunks`` when given (they must add up to ``markdown``)."""
+    if chunks is not None and "".join(chunks) != markdown:
+        raise ValueError("the chunks must add up to the text")
+    return Block("text", text=markdown, delay_s=delay_s, chunks=chunks)
 
 
 def tool_use(
@@ -574,7 +577,7 @@ def _make_handler(fake: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
                 if block.type == "text":
                     start = {"type": "text", "text": ""}
                     deltas = [{"type": "text_delta", "text": c}
-                              for c in _chunks(block.text, fake.chunk_words)]
+                              for c in block.chunks or _chunks(block.text, fake.chunk_words)]
                 else:
                     start = {"type": "tool_use", "id": block.id or _new_id("toolu_"),
                              "name": block.name, "input": {}}

@@ -20,6 +20,7 @@ from typing import Any
 
 from .protocol import (
     BRIDGE_MAX_LINE_BYTES,
+    AssistantText,
     ExecutionComplete,
     GitEvent,
     ProtocolError,
@@ -29,11 +30,11 @@ from .protocol import (
 )
 
 from . import gitops
-from .redaction import Redactor
+from .redaction import Redactor, StreamRedactor
 
 from .agent import AgentExited, ClaudeAgent
 from .eventlog import EventLog
-from .normalize import Delta, Normalizer, TurnEnd
+from .normalize import BlockEnd, Delta, Normalizer, TurnEnd
 
 log = logging.getLogger("cloudws_sandbox.daemon")
 
@@ -70,6 +71,7 @@ class Daemon:
         self.socket_path = socket_path
         self.redactor = Redactor(os.environ.get(name) for name in config.secret_names)
         self.log = EventLog(state_dir / "events.jsonl", redact=self.redactor.data)
+        self.stream_redactor = StreamRedactor(self.redactor)  # one stream per (message_id, index)
         self.seen_prompts = _PromptBook(state_dir / "prompts.jsonl")
         self.normalizer = Normalizer(max_output_chars=config.max_tool_output_chars)
         self.agent: ClaudeAgent | None = None
@@ -225,12 +227,25 @@ class Daemon:
                 outputs = self.normalizer.feed(line, time.time())
             for out in outputs:
                 if isinstance(out, TurnEnd):
+                    for stream in self.stream_redactor.streams():  # blocks the agent never closed
+                        self._broadcast_delta(stream, self.stream_redactor.end(stream))
                     return out
                 if isinstance(out, Delta):
-                    self._broadcast({"kind": "delta", "message_id": out.message_id, "index": out.index,
-                                     "text": self.redactor.text(out.text)})  # fmt: skip
+                    stream = (out.message_id, out.index)
+                    self._broadcast_delta(stream, self.stream_redactor.feed(stream, out.text))
+                elif isinstance(out, BlockEnd):
+                    stream = (out.message_id, out.index)
+                    self._broadcast_delta(stream, self.stream_redactor.end(stream))
                 else:
+                    if isinstance(out, AssistantText):  # may come before its block's end
+                        stream = (out.message_id, out.index)
+                        self._broadcast_delta(stream, self.stream_redactor.end(stream))
                     self.log.append(out)
+
+    def _broadcast_delta(self, stream: Any, text: str) -> None:
+        if text:
+            message_id, index = stream
+            self._broadcast({"kind": "delta", "message_id": message_id, "index": index, "text": text})
 
     async def _interrupt(self) -> None:
         agent, message_id = self.agent, self.current
@@ -256,7 +271,8 @@ class Daemon:
         committed = False
         sha = head_before
         try:
-            message = gitops.commit_message(op["text"], self.config.session_id)
+            # The prompt becomes the commit body, and a commit is pushed where anyone may read it.
+            message = gitops.commit_message(self.redactor.text(op["text"]), self.config.session_id)
             committed = await gitops.commit_all(workdir, message, author)
             sha = await gitops.head_sha(workdir)
             changed = committed or sha != head_before

@@ -1,9 +1,9 @@
 """Claude Code's stream-json output, turned into jupyter_cloudws events. Pure: no I/O, no clock.
 
 Feed it one parsed stdout line at a time with the current time; it returns what to emit:
-event bodies to log, ``Delta`` fragments to stream (never logged), and a ``TurnEnd`` when the
-``result`` line closes the turn. One ``Normalizer`` lives as long as the agent process; call
-:meth:`begin` at the start of each prompt.
+event bodies to log, ``Delta`` fragments to stream (never logged) and a ``BlockEnd`` after a
+streamed block's last one, and a ``TurnEnd`` when the ``result`` line closes the turn. One
+``Normalizer`` lives as long as the agent process; call :meth:`begin` at the start of each prompt.
 """
 
 from __future__ import annotations
@@ -25,6 +25,14 @@ class Delta:
 
 
 @dataclass(frozen=True)
+class BlockEnd:
+    """A streamed text block is complete: whatever of it was held back may now be shown."""
+
+    message_id: str
+    index: int
+
+
+@dataclass(frozen=True)
 class TurnEnd:
     """The agent finished (or abandoned) the turn; the daemon commits, then reports completion."""
 
@@ -37,7 +45,7 @@ class TurnEnd:
     result_text: str | None
 
 
-Output = EventBody | Delta | TurnEnd
+Output = EventBody | Delta | BlockEnd | TurnEnd
 
 
 @dataclass
@@ -99,8 +107,9 @@ class Normalizer:
             delta = event.get("delta") or {}
             if delta.get("type") == "text_delta" and delta.get("text"):
                 return [Delta(self.message_id, self._streaming_index, delta["text"])]
-        elif etype == "content_block_stop":
-            self._streaming_index = None
+        elif etype == "content_block_stop" and self._streaming_index is not None:
+            index, self._streaming_index = self._streaming_index, None
+            return [BlockEnd(self.message_id, index)]
         return []
 
     def _assistant(self, message: dict[str, Any], now_s: float) -> list[Output]:

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from cloudws_sandbox.protocol import AssistantText, ToolCall, validate_event_body
-from cloudws_sandbox.normalize import DEFAULT_MAX_OUTPUT_CHARS, Delta, Normalizer, TurnEnd, truncate
+from cloudws_sandbox.normalize import DEFAULT_MAX_OUTPUT_CHARS, BlockEnd, Delta, Normalizer, TurnEnd, truncate
 
 AGENT_SESSION = "5b0c8f1e-3a47-4f7e-9d52-1c2b3a4d5e6f"
 MID = "prompt-1"
@@ -178,7 +178,7 @@ def test_begin_restarts_the_index_for_the_next_prompt(norm):
     feed_all(norm, [block_start(0), text_delta(0, "a"), block_stop(0), assistant(text("a"))])
     norm.begin("prompt-2")
     out = feed_all(norm, [block_start(0), text_delta(0, "b"), block_stop(0), assistant(text("b"))])
-    assert out == [Delta("prompt-2", 1, "b"), AssistantText("prompt-2", "b", 1)]
+    assert out == [Delta("prompt-2", 1, "b"), BlockEnd("prompt-2", 1), AssistantText("prompt-2", "b", 1)]
 
 
 def test_deltas_outside_a_text_block_and_empty_deltas_are_dropped(norm):
@@ -331,3 +331,11 @@ def test_truncate_leaves_short_text_alone():
 def test_a_result_for_an_unknown_call_is_still_reported(norm):
     [call] = norm.feed(tool_result("toolu_ghost", "late"), 1.0)
     assert (call.call_id, call.tool, call.status, call.duration_ms) == ("toolu_ghost", "unknown", "completed", 0)
+
+
+def test_the_end_of_a_streamed_text_block_is_reported_once_and_a_tool_block_end_is_not(norm):
+    out = feed_all(norm, [
+        block_start(0), text_delta(0, "a"), block_stop(0), block_stop(0),
+        block_start(1, "tool_use"), json_delta(1, '{"command": "ls"}'), block_stop(1),
+    ])  # fmt: skip
+    assert [o for o in out if isinstance(o, BlockEnd)] == [BlockEnd(MID, 1)]
