@@ -33,6 +33,7 @@ from . import gitops
 from .redaction import Redactor, StreamRedactor
 
 from .agent import AgentExited, ClaudeAgent
+from .connection import OUTBOX_MAX_BYTES, Connection
 from .eventlog import EventLog
 from .normalize import BlockEnd, Delta, Normalizer, TurnEnd
 
@@ -65,8 +66,10 @@ class DaemonConfig:
 
 
 class Daemon:
-    def __init__(self, config: DaemonConfig, state_dir: Path, socket_path: Path) -> None:
+    def __init__(self, config: DaemonConfig, state_dir: Path, socket_path: Path,
+                 outbox_max_bytes: int = OUTBOX_MAX_BYTES) -> None:  # fmt: skip
         self.config = config
+        self.outbox_max_bytes = outbox_max_bytes
         self.state_dir = state_dir
         self.socket_path = socket_path
         self.redactor = Redactor(os.environ.get(name) for name in config.secret_names)
@@ -84,7 +87,7 @@ class Daemon:
         self._setup_done = asyncio.Event()
         self._setup_error: str | None = None
         self._stopping = asyncio.Event()
-        self._delta_outboxes: set[asyncio.Queue[dict[str, Any] | None]] = set()
+        self._bridges: set[Connection] = set()
 
     # -- life -------------------------------------------------------------------------------
 
@@ -109,8 +112,8 @@ class Daemon:
             if self.agent is not None:
                 await self.agent.close()
             self.log.append(SandboxStatusEvent("stopped", "the sandbox runtime shut down"))
-            for outbox in list(self._delta_outboxes):
-                outbox.put_nowait(None)
+            for bridge in list(self._bridges):
+                bridge.finish()
             self.log.close()
 
     async def _setup(self) -> None:
@@ -287,79 +290,58 @@ class Daemon:
     # -- bridge connections -----------------------------------------------------------------
 
     def _broadcast(self, frame: dict[str, Any]) -> None:
-        for outbox in self._delta_outboxes:
-            outbox.put_nowait(frame)
+        for bridge in self._bridges:
+            bridge.send_delta(frame)
 
     async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-
-        def on_event(event: dict[str, Any]) -> None:
-            outbox.put_nowait({"kind": "event", "event": event})
-
-        writer_task = asyncio.get_running_loop().create_task(_write_frames(outbox, writer))
+        outbox = Connection(writer, self.log, self.outbox_max_bytes)
+        self._bridges.add(outbox)
+        self.log.subscribe(outbox.on_event)
+        writer_task = asyncio.get_running_loop().create_task(outbox.run())
         try:
             while True:
                 try:
                     raw = await reader.readline()
                 except (ValueError, asyncio.LimitOverrunError):
-                    outbox.put_nowait({"kind": "error", "code": "too_large", "message": "bridge line too long"})
+                    outbox.send({"kind": "error", "code": "too_large", "message": "bridge line too long"})
                     break
                 if not raw:
                     break
                 try:
                     op = parse_bridge_op(raw)
                 except ProtocolError as exc:
-                    outbox.put_nowait({"kind": "error", "code": exc.code, "message": exc.message})
+                    outbox.send({"kind": "error", "code": exc.code, "message": exc.message})
                     continue
-                await self._handle_op(op, outbox, on_event)
+                await self._handle_op(op, outbox)
         except ConnectionError:
             pass
         finally:
-            self.log.unsubscribe(on_event)
-            self._delta_outboxes.discard(outbox)
-            outbox.put_nowait(None)
+            self.log.unsubscribe(outbox.on_event)
+            self._bridges.discard(outbox)
+            outbox.finish()
             await writer_task
 
-    async def _handle_op(self, op: dict[str, Any], outbox: asyncio.Queue[dict[str, Any] | None],
-                         on_event: Any) -> None:  # fmt: skip
+    async def _handle_op(self, op: dict[str, Any], outbox: Connection) -> None:
         name = op["op"]
         if name == "attach":
-            # No await from reading the backlog to subscribing: no event can slip between.
-            self.log.unsubscribe(on_event)
-            backlog = self.log.after(op.get("after") or 0)
-            self.log.subscribe(on_event)
-            self._delta_outboxes.add(outbox)
-            outbox.put_nowait({"kind": "attached", "last_seq": self.log.last_seq, "busy": self.current,
-                               "session_id": self.config.session_id})  # fmt: skip
-            for event in backlog:
-                outbox.put_nowait({"kind": "event", "event": event})
+            outbox.send({"kind": "attached", "last_seq": self.log.last_seq, "busy": self.current,
+                         "session_id": self.config.session_id})  # fmt: skip
+            outbox.replay(op.get("after") or 0)  # streamed from disk, then live
         elif name == "prompt":
             duplicate = self.seen_prompts.known(op["message_id"])
             if not duplicate:
                 self.seen_prompts.mark(op["message_id"], "queued")
                 self._queue.put_nowait(op)
-            outbox.put_nowait({"kind": "ack", "op": "prompt", "message_id": op["message_id"],
+            outbox.send({"kind": "ack", "op": "prompt", "message_id": op["message_id"],
                                "duplicate": duplicate})  # fmt: skip
         elif name == "interrupt":
             asyncio.get_running_loop().create_task(self._interrupt())
-            outbox.put_nowait({"kind": "ack", "op": "interrupt", "message_id": self.current})
+            outbox.send({"kind": "ack", "op": "interrupt", "message_id": self.current})
         elif name == "ping":
-            outbox.put_nowait({"kind": "pong"})
+            outbox.send({"kind": "pong"})
         elif name == "shutdown":
-            outbox.put_nowait({"kind": "ack", "op": "shutdown"})
+            outbox.send({"kind": "ack", "op": "shutdown"})
             self._stopping.set()
-
-
-async def _write_frames(outbox: asyncio.Queue[dict[str, Any] | None], writer: asyncio.StreamWriter) -> None:
-    try:
-        while (frame := await outbox.get()) is not None:
-            writer.write((dumps(frame) + "\n").encode())
-            if outbox.empty():
-                await writer.drain()
-    except ConnectionError:
-        pass
-    finally:
-        writer.close()
 
 
 class _PromptBook:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tracemalloc
 
 import pytest
 
@@ -26,8 +27,12 @@ def lines(path) -> list[str]:
     return path.read_text(encoding="utf-8").splitlines()
 
 
+def events(log: EventLog, after: int = 0) -> list[dict]:
+    return list(log.read_after(after))
+
+
 def test_a_new_log_is_empty(log, path):
-    assert log.events == [] and log.last_seq == 0 and log.after(0) == []
+    assert events(log) == [] and log.last_seq == 0 and events(log, 0) == []
     assert path.exists()
 
 
@@ -39,7 +44,7 @@ def test_seq_starts_at_one_with_no_gaps_and_every_event_is_on_disk(log, path):
     ]
     assert seqs == [1, 2, 3] and log.last_seq == 3
     on_disk = [json.loads(x) for x in lines(path)]
-    assert on_disk == log.events
+    assert on_disk == events(log)
     assert on_disk[2]["text"] == "Add a README ✓"
     assert all("ts" in e for e in on_disk)
 
@@ -47,11 +52,11 @@ def test_seq_starts_at_one_with_no_gaps_and_every_event_is_on_disk(log, path):
 def test_after_returns_what_a_hub_has_not_seen(log):
     for i in range(1, 6):
         log.append(AssistantText("m1", f"t{i}", i))
-    assert [e["seq"] for e in log.after(0)] == [1, 2, 3, 4, 5]
-    assert [e["seq"] for e in log.after(3)] == [4, 5]
-    assert log.after(5) == []
-    assert log.after(99) == []
-    assert [e["seq"] for e in log.after(-1)] == [1, 2, 3, 4, 5]
+    assert [e["seq"] for e in events(log, 0)] == [1, 2, 3, 4, 5]
+    assert [e["seq"] for e in events(log, 3)] == [4, 5]
+    assert events(log, 5) == []
+    assert events(log, 99) == []
+    assert [e["seq"] for e in events(log, -1)] == [1, 2, 3, 4, 5]
 
 
 def test_reopening_keeps_the_events_and_continues_the_sequence(path):
@@ -62,7 +67,7 @@ def test_reopening_keeps_the_events_and_continues_the_sequence(path):
 
     second = EventLog(path)
     try:
-        assert [e["type"] for e in second.events] == ["sandbox_status", "user_message"]
+        assert [e["type"] for e in events(second)] == ["sandbox_status", "user_message"]
         assert second.last_seq == 2
         assert second.append(AssistantText("m1", "hello"))["seq"] == 3
         assert [json.loads(x)["seq"] for x in lines(path)] == [1, 2, 3]
@@ -82,7 +87,7 @@ def test_a_torn_last_line_is_dropped_and_later_appends_stay_clean(path):
     second = EventLog(path)
     try:
         assert second.last_seq == 2
-        assert [e["seq"] for e in second.events] == [1, 2]
+        assert [e["seq"] for e in events(second)] == [1, 2]
         event = second.append(AssistantText("m1", "hello again"))
         assert event["seq"] == 3
         parsed = [json.loads(x) for x in lines(path)]  # every line parses: no glued-on fragment
@@ -93,7 +98,7 @@ def test_a_torn_last_line_is_dropped_and_later_appends_stay_clean(path):
 
     third = EventLog(path)
     try:
-        assert [e["seq"] for e in third.events] == [1, 2, 3]
+        assert [e["seq"] for e in events(third)] == [1, 2, 3]
     finally:
         third.close()
 
@@ -157,5 +162,54 @@ def test_an_invalid_body_is_refused_and_nothing_is_written(log, path, body):
     log.subscribe(heard.append)
     with pytest.raises(ProtocolError):
         log.append(body)
-    assert log.events == [] and heard == [] and lines(path) == []
+    assert events(log) == [] and heard == [] and lines(path) == []
     assert log.append(SandboxStatusEvent("ready"))["seq"] == 1
+
+
+def test_a_whole_last_event_without_its_newline_is_kept_and_the_next_starts_a_new_line(path):
+    first = EventLog(path)
+    first.append(SandboxStatusEvent("ready"))
+    first.close()
+    with open(path, "a", encoding="utf-8") as fh:  # the crash came just before the newline
+        fh.write('{"seq":2,"ts":1.0,"type":"sandbox_status","status":"stopped"}')
+    second = EventLog(path)
+    try:
+        assert [e["seq"] for e in events(second)] == [1, 2]
+        assert second.append(SandboxStatusEvent("ready"))["seq"] == 3
+        assert [json.loads(x)["seq"] for x in lines(path)] == [1, 2, 3]
+    finally:
+        second.close()
+
+
+def test_read_after_pages_and_stops_at_the_events_there_when_it_began(log):
+    for i in range(1, 8):
+        log.append(AssistantText("m1", f"t{i}", i))
+    assert [e["seq"] for e in log.read_after(2, limit=3)] == [3, 4, 5]
+    reading = log.read_after(5)
+    assert next(reading)["seq"] == 6
+    log.append(AssistantText("m1", "t8", 8))  # appended mid-read: the next call gets it
+    assert [e["seq"] for e in reading] == [7]
+    assert [e["seq"] for e in log.read_after(7)] == [8]
+    assert len(log) == 8
+
+
+def test_the_log_holds_an_index_not_the_events(path):
+    text = "x" * 200
+    with open(path, "w", encoding="utf-8") as fh:
+        for seq in range(1, 2001):
+            fh.write(json.dumps({"seq": seq, "ts": 1.0, "type": "assistant_text", "message_id": "m1",
+                                 "text": text, "index": 1}) + "\n")  # fmt: skip
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        log = EventLog(path)
+        held_bytes = sum(s.size_diff for s in tracemalloc.take_snapshot().compare_to(before, "filename"))
+    finally:
+        tracemalloc.stop()
+    try:
+        assert log.last_seq == 2000
+        # The events themselves are ~300 bytes each; an index of seq and offset costs 16.
+        assert held_bytes < 2000 * 64, f"{held_bytes} bytes held for 2000 events"
+        assert [e["seq"] for e in log.read_after(1998)] == [1999, 2000]
+    finally:
+        log.close()
