@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import signal
+from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -51,6 +52,11 @@ class ClaudeAgent:
         self.extra_args = extra_args or []
         self._proc: asyncio.subprocess.Process | None = None
         self._request_counter = 0
+        # A resumed CLI that cannot load its conversation ends before its first ``system init``
+        # line, saying why on stderr: how the daemon tells a failed resume from a failed turn.
+        self.saw_init = False
+        self.stderr_tail: deque[str] = deque(maxlen=5)
+        self._stderr_task: asyncio.Task[None] | None = None
 
     def argv(self) -> list[str]:
         argv = [
@@ -84,13 +90,25 @@ class ClaudeAgent:
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             start_new_session=True,  # so an interrupt or kill reaches the whole tool process group
         )  # fmt: skip
-        asyncio.get_running_loop().create_task(self._drain_stderr(self._proc))
+        self._stderr_task = asyncio.get_running_loop().create_task(self._drain_stderr(self._proc))
         log.info("claude started (pid %s): %s", self._proc.pid, " ".join(self.argv()[1:]))
 
     async def _drain_stderr(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stderr is not None
         async for line in proc.stderr:
-            log.warning("claude stderr: %s", line.decode(errors="replace").rstrip())
+            text = line.decode(errors="replace").rstrip()
+            self.stderr_tail.append(text)
+            log.warning("claude stderr: %s", text)
+
+    async def exit_detail(self, timeout_s: float = 5.0) -> str:
+        """Once the process has ended: its exit code and the last lines it wrote on stderr."""
+        if self._proc is not None:
+            waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._proc.wait())]
+            if self._stderr_task is not None:
+                waits.append(self._stderr_task)
+            await asyncio.wait(waits, timeout=timeout_s)  # unlike wait_for, cancels nothing
+        said = " | ".join(line for line in self.stderr_tail if line.strip())
+        return f"Claude Code exited with code {self.returncode}" + (f": {said}" if said else "")
 
     async def _write(self, message: dict[str, Any]) -> None:
         if not self.alive:
@@ -130,6 +148,8 @@ class ClaudeAgent:
                 continue
             if not isinstance(line, dict):
                 continue
+            if line.get("type") == "system" and line.get("subtype") == "init":
+                self.saw_init = True
             if line.get("type") == "control_request":
                 await self._write({
                     "type": "control_response",

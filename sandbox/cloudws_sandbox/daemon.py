@@ -21,6 +21,7 @@ from typing import Any
 from .protocol import (
     BRIDGE_MAX_LINE_BYTES,
     AssistantText,
+    ErrorEvent,
     ExecutionComplete,
     GitEvent,
     ProtocolError,
@@ -34,12 +35,29 @@ from .redaction import Redactor, StreamRedactor
 
 from .agent import AgentExited, ClaudeAgent
 from .connection import OUTBOX_MAX_BYTES, Connection
+from .conversation import Conversation, config_dir
 from .eventlog import EventLog
+from .idle import IDLE_TIMEOUT_ENV, IdleTimer
 from .normalize import BlockEnd, Delta, Normalizer, TurnEnd
 
 log = logging.getLogger("cloudws_sandbox.daemon")
 
 INTERRUPT_GRACE_S = 10.0  # after this, an interrupt that the CLI has not honoured kills it
+
+
+class ResumeFailed(Exception):
+    """The CLI could not load the conversation it was asked to resume."""
+
+
+def idle_timeout_from_env(environ: dict[str, str] | None = None) -> float:
+    """How long the daemon may go with no hub connected and no prompt before it ends itself
+    (set by the hub from ``sandbox_idle_timeout_s``); 0, or unset, is never."""
+    raw = (os.environ if environ is None else environ).get(IDLE_TIMEOUT_ENV, "")
+    try:
+        return max(float(raw), 0.0) if raw.strip() else 0.0
+    except ValueError:
+        log.warning("ignoring %s=%r: not a number of seconds", IDLE_TIMEOUT_ENV, raw)
+        return 0.0
 
 
 @dataclass
@@ -87,7 +105,11 @@ class Daemon:
         self._setup_done = asyncio.Event()
         self._setup_error: str | None = None
         self._stopping = asyncio.Event()
+        self._stop_detail = "the sandbox runtime shut down"
         self._bridges: set[Connection] = set()
+        # The conversation lives in the CLI's config dir, which the backend keeps per session.
+        self.conversation = Conversation(config_dir(), config.workdir)
+        self.idle = IdleTimer(idle_timeout_from_env(), self._busy, self._end_idle)
 
     # -- life -------------------------------------------------------------------------------
 
@@ -103,15 +125,17 @@ class Daemon:
             loop.add_signal_handler(sig, self._stopping.set)
         tasks = [loop.create_task(self._setup()), loop.create_task(self._worker())]
         log.info("serving on %s", self.socket_path)
+        self.idle.touch()
         try:
             await self._stopping.wait()
         finally:
+            self.idle.cancel()
             server.close()
             for task in tasks:
                 task.cancel()
             if self.agent is not None:
                 await self.agent.close()
-            self.log.append(SandboxStatusEvent("stopped", "the sandbox runtime shut down"))
+            self.log.append(SandboxStatusEvent("stopped", self._stop_detail))
             for bridge in list(self._bridges):
                 bridge.finish()
             self.log.close()
@@ -139,6 +163,16 @@ class Daemon:
         finally:
             self._setup_done.set()
 
+    def _busy(self) -> bool:
+        """Whether anything holds the sandbox: a connected hub, or a prompt running or queued."""
+        return bool(self._bridges) or self.current is not None or not self._queue.empty()
+
+    def _end_idle(self) -> None:
+        timeout_s = self.idle.timeout_s
+        self._stop_detail = f"idle: no hub connected and no prompt for {timeout_s:g} s, so the sandbox ended itself"
+        log.info("%s", self._stop_detail)
+        self._stopping.set()
+
     # -- prompts ----------------------------------------------------------------------------
 
     async def _worker(self) -> None:
@@ -152,6 +186,8 @@ class Daemon:
                     self.log.append(ExecutionComplete(op["message_id"], False, error=f"sandbox error: {exc}"))
                 except Exception:
                     log.exception("could not report the failure of prompt %s", op.get("message_id"))
+            finally:
+                self.idle.touch()
 
     async def _run_prompt(self, op: dict[str, Any]) -> None:
         message_id = op["message_id"]
@@ -169,16 +205,13 @@ class Daemon:
                                                   interrupted=True))  # fmt: skip
                 return
             try:
-                await self._ensure_agent(op.get("model"))
-                self.normalizer.begin(message_id)
-                assert self.agent is not None
-                await self.agent.send_prompt(op["text"])
-                self._turn_live = True
-                if self._interrupt_requested:  # came while the prompt was being handed over
-                    await self.agent.interrupt()
-                turn = await self._pump_until_turn_end()
-                if self.agent.model is None and self.normalizer.model:
-                    self._default_model = self._default_model or self.normalizer.model
+                try:
+                    turn = await self._run_turn(op)
+                except ResumeFailed as exc:
+                    # Never fail the prompt for it: say so, and run it in a fresh conversation.
+                    self.agent = None  # it has ended; the next one starts afresh
+                    self._conversation_lost(str(exc))
+                    turn = await self._run_turn(op)
             except AgentExited as exc:
                 turn = TurnEnd(False, str(exc), None, {}, None, None, None)
             interrupted = self._interrupt_requested
@@ -194,6 +227,19 @@ class Daemon:
         finally:
             self.current, self._turn_live = None, False
 
+    async def _run_turn(self, op: dict[str, Any]) -> TurnEnd:
+        await self._ensure_agent(op.get("model"))
+        self.normalizer.begin(op["message_id"])
+        assert self.agent is not None
+        await self.agent.send_prompt(op["text"])
+        self._turn_live = True
+        if self._interrupt_requested:  # came while the prompt was being handed over
+            await self.agent.interrupt()
+        turn = await self._pump_until_turn_end()
+        if self.agent.model is None and self.normalizer.model:
+            self._default_model = self._default_model or self.normalizer.model
+        return turn
+
     async def _ensure_agent(self, model: str | None) -> None:
         """A live agent on the model this prompt wants; no model means the one the agent ran
         before any prompt chose one (learnt from its first turn)."""
@@ -203,14 +249,40 @@ class Daemon:
             if target and target != (self.agent.model or self._default_model):
                 await self.agent.set_model(target)
             return
+        if self.agent is not None and _resume_failed(self.agent):  # e.g. the one started ahead
+            self._conversation_lost(await self.agent.exit_detail())
         self.agent = ClaudeAgent(
             self.config.cli_path, self.config.workdir, dict(os.environ), model=wanted,
-            resume_session_id=self.normalizer.agent_session_id,
+            resume_session_id=await self._resume_id(),
             permission_mode=self.config.permission_mode, extra_args=self.config.agent_args,
         )  # fmt: skip
         self._lines = asyncio.Queue()
         await self.agent.start()
         asyncio.get_running_loop().create_task(self._read_agent(self.agent, self._lines))
+
+    async def _resume_id(self) -> str | None:
+        """The agent conversation to continue, if any: the one this session had, in this sandbox
+        or an earlier one, once its transcript is where the CLI looks for it."""
+        agent_session_id = self.conversation.saved_id
+        if agent_session_id is None:
+            return None
+        problem = await asyncio.to_thread(self.conversation.prepare_resume, agent_session_id)
+        if problem is None:
+            return agent_session_id
+        self._conversation_lost(problem)
+        return None
+
+    def _conversation_lost(self, reason: str) -> None:
+        """The earlier conversation cannot be resumed: forget it, and tell the user in the transcript."""
+        log.warning("cannot resume agent session %s: %s", self.conversation.saved_id, reason)
+        self.conversation.save(None)
+        self.normalizer.agent_session_id = None
+        self.log.append(ErrorEvent(
+            "conversation_not_resumed",
+            f"The earlier conversation could not be resumed ({reason}); the agent goes on in a fresh "
+            "one, without the earlier turns.",
+            self.current,
+        ))  # fmt: skip
 
     @staticmethod
     async def _read_agent(agent: ClaudeAgent, lines: asyncio.Queue[dict[str, Any] | None]) -> None:
@@ -221,13 +293,18 @@ class Daemon:
             lines.put_nowait(None)  # the process ended
 
     async def _pump_until_turn_end(self) -> TurnEnd:
+        agent = self.agent
         while True:
             line = await self._lines.get()
+            if agent is not None and (line is None or line.get("type") == "result") and _resume_failed(agent):
+                raise ResumeFailed(await agent.exit_detail())
             if line is None:
                 code = self.agent.returncode if self.agent else None
                 outputs = self.normalizer.abandon(f"Claude Code exited (code {code}) during the turn", time.time())
             else:
                 outputs = self.normalizer.feed(line, time.time())
+                if self.normalizer.agent_session_id != self.conversation.saved_id:
+                    self.conversation.save(self.normalizer.agent_session_id)  # for the next sandbox
             for out in outputs:
                 if isinstance(out, TurnEnd):
                     for stream in self.stream_redactor.streams():  # blocks the agent never closed
@@ -296,6 +373,7 @@ class Daemon:
     async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         outbox = Connection(writer, self.log, self.outbox_max_bytes)
         self._bridges.add(outbox)
+        self.idle.check()  # a connected hub holds the sandbox: no idle end while it stays
         self.log.subscribe(outbox.on_event)
         writer_task = asyncio.get_running_loop().create_task(outbox.run())
         try:
@@ -319,6 +397,7 @@ class Daemon:
             self.log.unsubscribe(outbox.on_event)
             self._bridges.discard(outbox)
             outbox.finish()
+            self.idle.touch()  # the last hub to leave starts the count
             await writer_task
 
     async def _handle_op(self, op: dict[str, Any], outbox: Connection) -> None:
@@ -342,6 +421,12 @@ class Daemon:
         elif name == "shutdown":
             outbox.send({"kind": "ack", "op": "shutdown"})
             self._stopping.set()
+
+
+def _resume_failed(agent: ClaudeAgent) -> bool:
+    """A CLI started with ``--resume`` that ended its output, or the process, before its first
+    ``system init`` line: it could not load the conversation."""
+    return agent.resume_session_id is not None and not agent.saw_init
 
 
 class _PromptBook:
