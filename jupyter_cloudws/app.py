@@ -113,6 +113,9 @@ class CloudWorkspaces(ExtensionApp):
         backend = cls(parent=self, log=self.log)
         if hasattr(backend, "root_dir") and not backend.root_dir:
             backend.root_dir = str(Path(self.data_dir) / "sandboxes")
+        if hasattr(backend, "hidden_paths"):
+            # The server's files are the user's: a sandbox sees only the repository it works on.
+            backend.hidden_paths = [*backend.hidden_paths, self.serverapp.root_dir]
         return backend
 
     def initialize_settings(self) -> None:

@@ -113,7 +113,8 @@ class StatusHandler(CloudwsAPIHandler):
     @web.authenticated
     @authorized("read")
     async def get(self) -> None:
-        self.finish({"version": __version__, "backend": self.hub.backend.name})
+        backend = self.hub.backend
+        self.finish({"version": __version__, "backend": backend.name, "isolation": backend.isolation_label})
 
 
 class SessionsHandler(CloudwsAPIHandler):

@@ -4,7 +4,9 @@ pytest's ``pythonpath``, so any test module can ``from support import ...``."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import signal
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -45,6 +47,17 @@ def kill_sandboxes(data_dir: Path) -> None:
     """End every sandbox process under ``data_dir``: daemons outlive servers by design, and
     agents and their tools run in sessions of their own."""
     kill_marked(str(data_dir / "sandboxes"))
+
+
+def crash_daemon(sandbox_dir: Path) -> None:
+    """SIGKILL a sandbox's daemon, and only it, as a crash would. Under bubblewrap the daemon is
+    the child of the PID namespace's init (bwrap-info.json names it); without, daemon.pid is it."""
+    info = sandbox_dir / "bwrap-info.json"
+    pid = int((sandbox_dir / "daemon.pid").read_text())
+    if info.exists() and info.read_text():
+        init_pid = json.loads(info.read_text())["child-pid"]
+        pid = int(Path(f"/proc/{init_pid}/task/{init_pid}/children").read_text().split()[0])
+    os.kill(pid, signal.SIGKILL)
 
 
 def sandbox_commands(data_dir: Path) -> list[str]:

@@ -4,12 +4,10 @@ CLI in a local sandbox against the scripted fake API, and a bare git repository 
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import time
 from pathlib import Path
 
-from support import completed, eventually, git, sandbox_commands
+from support import completed, crash_daemon, eventually, git, sandbox_commands
 
 from jupyter_cloudws.testing.fake_anthropic import latest_human_text, text, tool_use, turn
 
@@ -182,7 +180,7 @@ async def test_a_dead_sandbox_is_reported_and_the_next_prompt_starts_afresh_on_t
     await api.wait_until_complete(session["id"], first["message_id"])
 
     (pid_file,) = (cloudws_data_dir / "sandboxes").glob("*/daemon.pid")
-    os.killpg(int(pid_file.read_text()), signal.SIGKILL)
+    crash_daemon(pid_file.parent)
     failed = await api.wait_for_event(
         session["id"], lambda e: e["type"] == "sandbox_status" and e["status"] == "failed", timeout_s=30
     )
@@ -193,7 +191,9 @@ async def test_a_dead_sandbox_is_reported_and_the_next_prompt_starts_afresh_on_t
     second = await api.prompt(session["id"], "make the second file")
     done = await api.wait_until_complete(session["id"], second["message_id"])
     assert done["success"] is True
-    assert len(list((cloudws_data_dir / "sandboxes").glob("*/daemon.pid"))) == 2
+    spawned = [e for e in await api.events(session["id"]) if e["type"] == "sandbox_status" and e["status"] == "spawning"]
+    assert len(spawned) == 2, "a fresh sandbox replaced the dead one"
+    assert len(list((cloudws_data_dir / "sandboxes").glob("*/daemon.pid"))) == 1, "the dead one's folder is gone"
     files = git("--git-dir", str(repo), "ls-tree", "--name-only", session["branch"]).split()
     assert {"one.txt", "two.txt"} <= set(files), "the fresh sandbox continued the session branch"
 
@@ -206,13 +206,16 @@ async def test_archiving_a_session_stops_its_sandbox_and_keeps_its_history(
     first = await api.prompt(session["id"], "hello")
     await api.wait_until_complete(session["id"], first["message_id"])
     (pid_file,) = (cloudws_data_dir / "sandboxes").glob("*/daemon.pid")
+    pid = pid_file.read_text()
 
     code, archived = await api.patch(f"sessions/{session['id']}", {"archived": True})
     assert code == 200 and archived["archived"] is True
     await api.wait_for_event(session["id"], lambda e: e["type"] == "sandbox_status" and e["status"] == "stopped")
     # The daemon logs "stopped" as it shuts down, a moment before its process is gone.
-    gone = await eventually(lambda: not Path(f"/proc/{pid_file.read_text()}").exists(), 5, interval_s=0.05)
+    gone = await eventually(lambda: not Path(f"/proc/{pid}").exists(), 5, interval_s=0.05)
     assert gone, "the sandbox process ended"
+    assert await eventually(lambda: not pid_file.parent.exists(), 5), "the sandbox's disk was deleted"
+    assert list((cloudws_data_dir / "sandboxes").iterdir()) == [], "no socket or folder is left"
     events = await api.events(session["id"])
     assert not [e for e in events if e.get("status") == "failed"], "a deliberate stop is no failure"
     assert [e["text"] for e in events if e["type"] == "assistant_text"] == ["Hello!"]
@@ -310,7 +313,7 @@ async def test_a_sandbox_killed_mid_command_fails_its_prompt_and_leaves_no_proce
     assert await eventually(lambda: "sleep 60" in sandbox_commands(cloudws_data_dir), 30)
 
     (pid_file,) = (cloudws_data_dir / "sandboxes").glob("*/daemon.pid")
-    os.killpg(int(pid_file.read_text()), signal.SIGKILL)  # the daemon only: agent and tools live on
+    crash_daemon(pid_file.parent)
     done = await api.wait_until_complete(session["id"], prompt["message_id"], timeout_s=30)
     assert done["success"] is False and "the sandbox died" in done["error"]
     left = await eventually(lambda: sandbox_commands(cloudws_data_dir) == [], 5)

@@ -28,6 +28,10 @@ class SandboxSpec:
     env: dict[str, str] = field(default_factory=dict, repr=False)
     # Names of the variables whose values the sandbox redacts from everything it logs.
     secret_names: tuple[str, ...] = ()
+    # A host directory holding the agent's conversation files for this session: the backend makes
+    # it the sandbox's CLAUDE_CONFIG_DIR (locally bound in; remote backends copy it in and out),
+    # so a replaced sandbox resumes the same conversation.
+    conversation_dir: str | None = None
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,11 @@ class SandboxBackend(LoggingConfigurable):
     supports_snapshot: ClassVar[bool] = False
     # Whether a sandbox outlives the Jupyter server that created it and can be re-attached by id.
     supports_reattach: ClassVar[bool] = True
+
+    @property
+    def isolation_label(self) -> str:
+        """How sandboxes are kept apart from the host, for ``GET status`` and the chat badge."""
+        return "unknown"
 
     async def create(self, spec: SandboxSpec) -> str:
         """Start a sandbox running the runtime daemon for ``spec``; return its id at once."""

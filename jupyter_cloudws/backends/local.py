@@ -1,15 +1,24 @@
-"""Sandboxes as local processes: each runs the runtime daemon in its own directory under
-``data_dir/sandboxes``, with its own ``HOME`` and ``CLAUDE_CONFIG_DIR``.
+"""Sandboxes on this machine: each runs the runtime daemon under bubblewrap, in its own folder
+under ``data_dir/sandboxes``.
+
+A sandbox's folder has two parts. ``box/`` is what the sandbox sees and writes: its config, its
+event log, its work tree and home. Everything else there belongs to the host: the pid and
+namespace files, the daemon's log and the bridge socket, out of the agent's reach, since the hub
+acts on them (a pid the agent could rewrite would let it aim ``terminate`` at any process).
 
 The daemon starts in a new process session, so it keeps working when the Jupyter server dies;
-a restarted server finds it again by the pid file in its directory.
+a restarted server finds it again by the pid file. Under bubblewrap the daemon and everything
+it starts live in one PID namespace, which ends with it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -17,72 +26,26 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from traitlets import Enum, Float, Unicode
+from jupyter_core.paths import jupyter_config_dir, jupyter_config_path, jupyter_data_dir, jupyter_runtime_dir
+from traitlets import Enum, Float, List, Unicode
 
 import cloudws_sandbox
-
-from .cli import bundled_cli_path
 from cloudws_sandbox.daemon import DaemonConfig
 from cloudws_sandbox.procs import MARKER, kill_marked
 
 from .base import BridgeStream, ExecResult, SandboxBackend, SandboxGone, SandboxSpec
+from .bubblewrap import IsolationUnavailable, MountPlan, bwrap_argv, check_available
+from .cli import bundled_cli_path
+from .streams import ProcessStream, StreamPair
 
 # The runtime runs as it would in a bare image: no site-packages (-S), only itself on the path.
 RUNTIME_ROOT = str(Path(cloudws_sandbox.__file__).resolve().parent.parent)
 RUNTIME_PYTHON = [sys.executable, "-S", "-m", "cloudws_sandbox"]
 MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes on Linux
+LOG_TAIL_BYTES = 8192  # what exit_reason reads of a daemon's log: its end, never the whole file
 # Passed from the server so the daemon can find git, python and a locale; nothing else leaks in.
 BASE_ENV_NAMES = ("PATH", "LANG", "LC_ALL", "TZ", "SSL_CERT_FILE", "SSL_CERT_DIR")
-
-
-class StreamPair:
-    """A :class:`BridgeStream` over an asyncio reader/writer pair."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._reader = reader
-        self._writer = writer
-
-    async def readline(self) -> bytes:
-        return await self._reader.readline()
-
-    async def write(self, data: bytes) -> None:
-        self._writer.write(data)
-        await self._writer.drain()
-
-    async def close(self) -> None:
-        self._writer.close()
-        try:
-            await self._writer.wait_closed()
-        except (ConnectionError, OSError):
-            pass
-
-
-class ProcessStream:
-    """A :class:`BridgeStream` over an exec'd process's stdin/stdout, the only stream that
-    exec-style backends (Modal, docker exec, kubectl exec) offer."""
-
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        assert proc.stdin is not None and proc.stdout is not None
-        self.proc = proc
-
-    async def readline(self) -> bytes:
-        assert self.proc.stdout is not None
-        return await self.proc.stdout.readline()
-
-    async def write(self, data: bytes) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(data)
-        await self.proc.stdin.drain()
-
-    async def close(self) -> None:
-        if self.proc.returncode is None:
-            assert self.proc.stdin is not None
-            self.proc.stdin.close()  # attach ends when its input ends
-            try:
-                await asyncio.wait_for(self.proc.wait(), 5)
-            except asyncio.TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
+INFO_FILE = "bwrap-info.json"  # bubblewrap's --info-fd output: the pid of the namespace's init
 
 
 class LocalBackend(SandboxBackend):
@@ -96,6 +59,21 @@ class LocalBackend(SandboxBackend):
     cli_path = Unicode(
         "", help="Claude Code CLI to run in sandboxes; empty uses the one bundled with claude-agent-sdk."
     ).tag(config=True)
+    isolation = Enum(
+        ["bubblewrap", "none"],
+        "bubblewrap",
+        help="How local sandboxes are isolated. 'bubblewrap' (Linux, Debian's bubblewrap package): the "
+        "system read-only, only the sandbox's own folder writable, your home, Jupyter's runtime and "
+        "config directories and the other sandboxes hidden, its own PID namespace. When bubblewrap "
+        "cannot run, sandboxes are refused with the reason. 'none' runs them as plain processes that "
+        "can read and write everything you can.",
+    ).tag(config=True)
+    bwrap_path = Unicode("bwrap", help="The bubblewrap executable (a name on PATH or a path).").tag(config=True)
+    hidden_paths = List(
+        Unicode(),
+        help="More host directories to hide from sandboxes, besides your home, the data directory, "
+        "Jupyter's runtime and config directories and the server's root directory.",
+    ).tag(config=True)
     bridge = Enum(
         ["socket", "exec"],
         "socket",
@@ -108,6 +86,12 @@ class LocalBackend(SandboxBackend):
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)
         self._children: dict[str, subprocess.Popen[bytes]] = {}
+        self._bwrap: str | None = None  # resolved once bubblewrap has been seen to work
+
+    @property
+    def isolation_label(self) -> str:
+        """What ``GET status`` and the chat badge show."""
+        return self.isolation
 
     # -- paths ------------------------------------------------------------------------------
 
@@ -128,62 +112,106 @@ class LocalBackend(SandboxBackend):
             raise SandboxGone(f"{short_dir} is not a private directory of this user; remove it or use a shorter data_dir")
         return short_dir / f"{sandbox_id}.sock"
 
+    def _hidden(self) -> list[str]:
+        """Host directories a sandbox must not see (what it needs beneath them is bound back)."""
+        data_dir = str(Path(self.root_dir).parent)
+        paths = [str(Path.home()), data_dir, self.root_dir, jupyter_runtime_dir(), jupyter_config_dir(),
+                 jupyter_data_dir(), *jupyter_config_path(), *self.hidden_paths]  # fmt: skip
+        return paths
+
+    @staticmethod
+    def _runtime_paths(cli: str) -> list[str]:
+        """What the daemon needs to start, bound back read-only if it lies in a hidden directory."""
+        python = os.path.realpath(sys.executable)
+        return [sys.base_prefix, sys.prefix, os.path.dirname(python), RUNTIME_ROOT, os.path.dirname(os.path.realpath(cli))]
+
     # -- interface --------------------------------------------------------------------------
+
+    def _isolation_command(self) -> str | None:
+        """The bwrap path when sandboxes are isolated; raises when they should be and cannot."""
+        if self.isolation == "none":
+            return None
+        if self._bwrap is None:
+            try:
+                self._bwrap = check_available(self.bwrap_path)
+            except IsolationUnavailable as exc:
+                raise SandboxGone(str(exc)) from None
+        return self._bwrap
 
     async def create(self, spec: SandboxSpec) -> str:
         cli = self.cli_path or bundled_cli_path()
         if not cli:
             raise SandboxGone("no Claude Code CLI: install claude-agent-sdk or set LocalBackend.cli_path")
+        bwrap = await asyncio.to_thread(self._isolation_command)
         sandbox_id = f"local-{spec.session_id[:8]}-{uuid.uuid4().hex[:8]}"
-        state = self._dir(sandbox_id)
-        (state / "home").mkdir(parents=True)
-        (state / "claude").mkdir()
+        host = self._dir(sandbox_id)
+        box = host / "box"
+        (box / "home").mkdir(parents=True)
+        host.chmod(0o700)
+        claude_dir = Path(spec.conversation_dir) if spec.conversation_dir else box / "claude"
+        claude_dir.mkdir(parents=True, exist_ok=True)
         DaemonConfig(
             session_id=spec.session_id, repo=spec.repo, base_branch=spec.base_branch, branch=spec.branch,
-            model=spec.model, cli_path=cli, workdir=str(state / "repo"), secret_names=list(spec.secret_names),
-        ).save(state / "config.json")  # fmt: skip
+            model=spec.model, cli_path=cli, workdir=str(box / "repo"), secret_names=list(spec.secret_names),
+        ).save(box / "config.json")  # fmt: skip
         env = {name: os.environ[name] for name in BASE_ENV_NAMES if name in os.environ}
         env.update(spec.env)
         env.update(
-            HOME=str(state / "home"),
-            CLAUDE_CONFIG_DIR=str(state / "claude"),
+            HOME=str(box / "home"),
+            CLAUDE_CONFIG_DIR=str(claude_dir),
             CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=env.get("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"),
             IS_SANDBOX="1",
             PYTHONUNBUFFERED="1",
+            PYTHONPATH=RUNTIME_ROOT,
         )
-        env["PYTHONPATH"] = RUNTIME_ROOT
-        env[MARKER] = str(state)  # inherited by the agent and its tools: how terminate finds them
-        socket_path = self._socket_path(sandbox_id)
-        with open(state / "daemon.log", "ab") as log_file:
-            proc = subprocess.Popen(
-                [*RUNTIME_PYTHON, "serve", "--state-dir", str(state), "--socket", str(socket_path)],
-                cwd=state, env=env, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )  # fmt: skip
-        (state / "daemon.pid").write_text(str(proc.pid))
+        env[MARKER] = str(box)  # inherited by the agent and its tools: how an unisolated sandbox is found
+        # The hub makes the listening socket, outside the box: the agent can neither see its path
+        # nor swap it for a link to another sandbox's socket. The daemon inherits it.
+        listener = _listen(self._socket_path(sandbox_id))
+        command = [*RUNTIME_PYTHON, "serve", "--state-dir", str(box), "--listen-fd", str(listener.fileno())]
+        pass_fds = [listener.fileno()]
+        info = None
+        try:
+            if bwrap is not None:
+                info = open(host / INFO_FILE, "wb")  # noqa: SIM115 - handed to bwrap, closed below
+                pass_fds.append(info.fileno())
+                writable = [str(box), str(claude_dir)] + ([spec.repo] if _is_local_path(spec.repo) else [])
+                plan = MountPlan(writable=writable, hidden=self._hidden(), readable=self._runtime_paths(cli))
+                command = bwrap_argv(bwrap, plan, command, chdir=str(box), info_fd=info.fileno(),
+                                     drop_caps=os.geteuid() == 0)  # fmt: skip
+            with open(host / "daemon.log", "ab") as log_file:
+                proc = subprocess.Popen(
+                    command, cwd=box, env=env, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+                    start_new_session=True, pass_fds=pass_fds,
+                )  # fmt: skip
+        finally:
+            listener.close()  # the daemon has its own copy
+            if info is not None:
+                info.close()
+        (host / "daemon.pid").write_text(str(proc.pid))
         self._children[sandbox_id] = proc
-        self.log.info("started local sandbox %s (pid %s)", sandbox_id, proc.pid)
+        self.log.info("started local sandbox %s (pid %s, isolation %s)", sandbox_id, proc.pid, self.isolation)
         return sandbox_id
 
     def _pid(self, sandbox_id: str) -> int | None:
-        try:
-            return int((self._dir(sandbox_id) / "daemon.pid").read_text())
-        except (OSError, ValueError):
-            return None
+        return _read_int(self._dir(sandbox_id) / "daemon.pid")
 
-    async def is_alive(self, sandbox_id: str) -> bool:
-        child = self._children.get(sandbox_id)
-        if child is not None:
-            return child.poll() is None  # also reaps it, so a dead child is no zombie
-        pid = self._pid(sandbox_id)
-        if pid is None:
-            return False
+    def _owns(self, pid: int, sandbox_id: str) -> bool:
+        """Whether ``pid`` is this sandbox's daemon or bubblewrap, not a recycled pid."""
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             return False
-        # A recycled pid belongs to some other program: check it is this sandbox's daemon.
         return str(self._dir(sandbox_id)).encode() in cmdline and b"cloudws_sandbox" in cmdline
+
+    async def is_alive(self, sandbox_id: str) -> bool:
+        """Whether the daemon runs. Under bubblewrap, bwrap exits when the daemon does (while its
+        namespace's init may linger with orphaned tools until ``terminate`` kills it)."""
+        child = self._children.get(sandbox_id)
+        if child is not None:
+            return child.poll() is None  # also reaps it, so a dead child is no zombie
+        pid = self._pid(sandbox_id)
+        return pid is not None and self._owns(pid, sandbox_id)
 
     async def connect(self, sandbox_id: str) -> BridgeStream:
         socket_path = self._socket_path(sandbox_id)
@@ -212,10 +240,16 @@ class LocalBackend(SandboxBackend):
         return ProcessStream(proc)
 
     async def exec(self, sandbox_id: str, argv: list[str], timeout_s: float = 60.0) -> ExecResult:
-        cwd = self._dir(sandbox_id) / "repo"
+        """Run ``argv`` in the sandbox's work tree, seeing what the sandbox sees."""
+        box = self._dir(sandbox_id) / "box"
+        cwd = box / "repo" if (box / "repo").exists() else box
+        if (self._dir(sandbox_id) / INFO_FILE).exists():
+            bwrap = await asyncio.to_thread(self._isolation_command) or self.bwrap_path
+            cli = self.cli_path or bundled_cli_path() or sys.executable
+            plan = MountPlan(writable=[str(box)], hidden=self._hidden(), readable=self._runtime_paths(cli))
+            argv = bwrap_argv(bwrap, plan, argv, chdir=str(cwd), info_fd=None, drop_caps=os.geteuid() == 0)
         proc = await asyncio.create_subprocess_exec(
-            *argv, cwd=cwd if cwd.exists() else self._dir(sandbox_id),
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            *argv, cwd=cwd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         try:
             out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
@@ -226,28 +260,97 @@ class LocalBackend(SandboxBackend):
         return ExecResult(proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace"))
 
     async def terminate(self, sandbox_id: str) -> None:
-        """SIGTERM the daemon (it closes its agent), then SIGKILL whatever of the sandbox is left:
-        the agent and its tools run in sessions of their own and may outlive a dead daemon."""
+        """SIGTERM the daemon (it closes its agent), then kill whatever of the sandbox is left,
+        and delete its folder: a stopped local sandbox is never started again."""
+        host = self._dir(sandbox_id)
+        init_pid = _namespace_init(host / INFO_FILE)
         pid = self._pid(sandbox_id)
         if pid is not None and await self.is_alive(sandbox_id):
-            try:
-                os.killpg(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+            # Under bubblewrap the daemon is the first child of the namespace's init; a SIGTERM to
+            # bwrap itself would not reach it.
+            daemon_pid = _first_child(init_pid) if init_pid is not None else pid
+            _signal(daemon_pid, signal.SIGTERM, group=init_pid is None)
             loop = asyncio.get_running_loop()
             deadline = loop.time() + self.terminate_timeout_s
             while await self.is_alive(sandbox_id) and loop.time() < deadline:
                 await asyncio.sleep(0.05)
-        kill_marked(str(self._dir(sandbox_id)))
-        await self.is_alive(sandbox_id)  # reaps the daemon if it was our child
-        self._children.pop(sandbox_id, None)
+        if init_pid is not None:
+            # Killing a PID namespace's init kills every process in it: no search needed.
+            if self._owns(init_pid, sandbox_id):
+                _signal(init_pid, signal.SIGKILL)
+        else:
+            await asyncio.to_thread(kill_marked, str(host / "box"))
+        child = self._children.pop(sandbox_id, None)
+        if child is not None:
+            try:
+                await asyncio.to_thread(child.wait, self.terminate_timeout_s)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        socket_path = self._socket_path(sandbox_id)
+        await asyncio.to_thread(shutil.rmtree, host, True)
+        socket_path.unlink(missing_ok=True)
 
     async def exit_reason(self, sandbox_id: str) -> str:
         child = self._children.get(sandbox_id)
         code = child.poll() if child is not None else None
         try:
-            tail = (self._dir(sandbox_id) / "daemon.log").read_text(errors="replace").strip().splitlines()[-3:]
+            tail = (await asyncio.to_thread(_tail, self._dir(sandbox_id) / "daemon.log")).strip().splitlines()[-3:]
         except (OSError, SandboxGone):
             tail = []
         reason = "the sandbox daemon exited" + (f" with code {code}" if code is not None else "")
         return reason + (": " + " | ".join(tail) if tail else "")
+
+
+def _listen(path: Path) -> socket.socket:
+    path.unlink(missing_ok=True)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    os.chmod(path, 0o600)
+    listener.listen(16)
+    listener.set_inheritable(True)
+    return listener
+
+
+def _is_local_path(repo: str) -> bool:
+    return repo.startswith("/")
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        return int(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _namespace_init(info_path: Path) -> int | None:
+    """The host pid of the sandbox's PID-namespace init, from bubblewrap's --info-fd output."""
+    try:
+        pid = json.loads(info_path.read_text() or "{}").get("child-pid")
+    except (OSError, ValueError):
+        return None
+    return pid if isinstance(pid, int) and pid > 1 else None
+
+
+def _first_child(pid: int) -> int:
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return pid
+    return int(children[0]) if children else pid
+
+
+def _signal(pid: int, sig: int, *, group: bool = False) -> None:
+    try:
+        if group:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _tail(path: Path, size_bytes: int = LOG_TAIL_BYTES) -> str:
+    with open(path, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        fh.seek(max(0, fh.tell() - size_bytes))
+        return fh.read().decode(errors="replace")

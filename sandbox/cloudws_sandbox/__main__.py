@@ -22,7 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the sandbox runtime daemon")
     serve.add_argument("--state-dir", required=True, type=Path, help="holds config.json and the event log")
-    serve.add_argument("--socket", type=Path, help=f"bridge socket (default: STATE_DIR/{SOCKET_NAME})")
+    where = serve.add_mutually_exclusive_group()
+    where.add_argument("--socket", type=Path, help=f"bridge socket to create (default: STATE_DIR/{SOCKET_NAME})")
+    where.add_argument("--listen-fd", type=int, help="serve on this inherited, listening unix socket instead")
     attach = sub.add_parser("attach", help="pipe stdin/stdout to a running daemon's bridge socket")
     attach.add_argument("--socket", required=True, type=Path)
     args = parser.parse_args(argv)
@@ -30,7 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.command == "serve":
         config = DaemonConfig.load(args.state_dir / "config.json")
-        daemon = Daemon(config, args.state_dir, args.socket or args.state_dir / SOCKET_NAME)
+        if args.listen_fd is not None:
+            daemon = Daemon(config, args.state_dir, listen_fd=args.listen_fd)
+        else:
+            daemon = Daemon(config, args.state_dir, args.socket or args.state_dir / SOCKET_NAME)
         asyncio.run(daemon.serve())
         return 0
     return asyncio.run(_attach(args.socket))

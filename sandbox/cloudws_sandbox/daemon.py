@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -84,12 +85,17 @@ class DaemonConfig:
 
 
 class Daemon:
-    def __init__(self, config: DaemonConfig, state_dir: Path, socket_path: Path,
-                 outbox_max_bytes: int = OUTBOX_MAX_BYTES) -> None:  # fmt: skip
+    def __init__(self, config: DaemonConfig, state_dir: Path, socket_path: Path | None = None,
+                 listen_fd: int | None = None, outbox_max_bytes: int = OUTBOX_MAX_BYTES) -> None:  # fmt: skip
+        """Serve the bridge on a new unix socket at ``socket_path``, or on the listening socket
+        ``listen_fd`` that the backend made outside the sandbox (where the agent cannot reach it)."""
+        if (socket_path is None) == (listen_fd is None):
+            raise ValueError("give exactly one of socket_path and listen_fd")
         self.config = config
         self.outbox_max_bytes = outbox_max_bytes
         self.state_dir = state_dir
         self.socket_path = socket_path
+        self.listen_fd = listen_fd
         self.redactor = Redactor(os.environ.get(name) for name in config.secret_names)
         self.log = EventLog(state_dir / "events.jsonl", redact=self.redactor.data)
         self.stream_redactor = StreamRedactor(self.redactor)  # one stream per (message_id, index)
@@ -114,17 +120,24 @@ class Daemon:
     # -- life -------------------------------------------------------------------------------
 
     async def serve(self) -> None:
-        if self.socket_path.exists():
-            self.socket_path.unlink()
-        server = await asyncio.start_unix_server(
-            self._on_connection, path=str(self.socket_path), limit=BRIDGE_MAX_LINE_BYTES
-        )
-        os.chmod(self.socket_path, 0o600)
+        if self.listen_fd is not None:
+            listener = socket.socket(fileno=self.listen_fd)
+            server = await asyncio.start_unix_server(self._on_connection, sock=listener, limit=BRIDGE_MAX_LINE_BYTES)
+            where = f"inherited socket {listener.getsockname()}"
+        else:
+            assert self.socket_path is not None
+            if self.socket_path.exists():
+                self.socket_path.unlink()
+            server = await asyncio.start_unix_server(
+                self._on_connection, path=str(self.socket_path), limit=BRIDGE_MAX_LINE_BYTES
+            )
+            os.chmod(self.socket_path, 0o600)
+            where = str(self.socket_path)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
         tasks = [loop.create_task(self._setup()), loop.create_task(self._worker())]
-        log.info("serving on %s", self.socket_path)
+        log.info("serving on %s", where)
         self.idle.touch()
         try:
             await self._stopping.wait()
