@@ -78,6 +78,14 @@ class CloudWorkspaces(ExtensionApp):
     sandbox_attach_timeout_s = Float(
         60.0, help="How long a sandbox may take to replay its log when the hub (re)connects."
     ).tag(config=True)
+    sandbox_idle_timeout_s = Float(
+        600.0,
+        min=0.0,
+        help="Stop a session's sandbox after this many seconds with no prompt running or queued and "
+        "no typing, to free its processes and memory; the next prompt starts a fresh sandbox on the "
+        "same branch, and the agent resumes the conversation. A sandbox whose server is gone ends "
+        "itself this long (plus a minute) after the server left. 0 keeps sandboxes until archived.",
+    ).tag(config=True)
     replay_limit = Int(
         500, help="Most events sent in one 'subscribed' frame or one page of GET .../events."
     ).tag(config=True)
@@ -129,7 +137,8 @@ class CloudWorkspaces(ExtensionApp):
             max_prompt_bytes=self.max_prompt_bytes, max_queue_length=self.max_queue_length,
             replay_limit=self.replay_limit, default_model=self.default_model or None,
             allow_local_repos=allow_local, agent_env=env, secret_names=tuple(self.agent_env),
-            attach_timeout_s=self.sandbox_attach_timeout_s,
+            attach_timeout_s=self.sandbox_attach_timeout_s, sandbox_idle_timeout_s=self.sandbox_idle_timeout_s,
+            data_dir=self.data_dir,
         )  # fmt: skip
         self.store = self.store_class(Path(self.data_dir) / "cloudws.sqlite")
         self.hub = SessionHub(self.store, backend, settings)

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from .backends.base import SandboxBackend
+from cloudws_sandbox.idle import IDLE_TIMEOUT_ENV, RUNTIME_IDLE_GRACE_S
 from cloudws_sandbox.redaction import Redactor
 from cloudws_sandbox.protocol import PromptRequest, ProtocolError, UserMessage, event_frame, session_frame, subscribed_frame
 from .runner import SessionRunner, Subscriber
@@ -47,6 +48,8 @@ class HubSettings:
     attach_timeout_s: float = 60.0
     agent_env: dict[str, str] = field(default_factory=dict, repr=False)
     secret_names: tuple[str, ...] = ()
+    sandbox_idle_timeout_s: float = 600.0  # 0: sandboxes stay until archived
+    data_dir: str = ""  # holds conversations/<session id>; empty: each sandbox keeps its own
 
 
 class SessionHub:
@@ -74,6 +77,23 @@ class SessionHub:
             self.store.get_session(session_id)
             self._runners[session_id] = SessionRunner(self, session_id)
         return self._runners[session_id]
+
+    def sandbox_env(self) -> dict[str, str]:
+        """The environment of a new sandbox: the agent's, and when the runtime ends itself."""
+        env = dict(self.settings.agent_env)
+        if self.settings.sandbox_idle_timeout_s > 0:
+            env[IDLE_TIMEOUT_ENV] = f"{self.settings.sandbox_idle_timeout_s + RUNTIME_IDLE_GRACE_S:g}"
+        return env
+
+    def conversation_dir(self, session_id: str) -> str | None:
+        """The host directory of a session's agent conversation, shared by all its sandboxes
+        in turn, so a fresh sandbox resumes where the last one stopped."""
+        if not self.settings.data_dir:
+            return None
+        path = Path(self.settings.data_dir) / "conversations" / session_id
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        path.mkdir(mode=0o700, exist_ok=True)
+        return str(path)
 
     # -- sessions ---------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .backends.base import SandboxGone, SandboxSpec
 from .bridge import BridgeClient, BridgeClosed
 from .lifecycle import SandboxAction, prompt_after_catch_up, reconnect_delay_s, sandbox_action, session_status
+from cloudws_sandbox.idle import IdleTimer
 from cloudws_sandbox.protocol import (
     ExecutionComplete,
     SandboxStatusEvent,
@@ -52,6 +53,7 @@ class SessionRunner:
         self._done: dict[str, asyncio.Future[None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._interrupt_pending: str | None = None  # a Stop that waits for the bridge, by prompt id
+        self.idle = IdleTimer(hub.settings.sandbox_idle_timeout_s, self._idle_held, self._on_idle)
 
     # -- fan-out ----------------------------------------------------------------------------
 
@@ -76,6 +78,7 @@ class SessionRunner:
     # -- the queue --------------------------------------------------------------------------
 
     def kick(self) -> None:
+        self.idle.touch()
         if self._worker is None or self._worker.done():
             self._worker = self.spawn(self._work())
 
@@ -87,6 +90,7 @@ class SessionRunner:
             self.warm_up(attach_only=True)
 
     def warm_up(self, *, attach_only: bool = False) -> None:
+        self.idle.touch()  # typing, or a server start: the sandbox is wanted a while longer
         if self.bridge is not None or (self._warmer is not None and not self._warmer.done()):
             return
         if attach_only and self.store.sandbox_record(self.session_id)["sandbox_id"] is None:
@@ -150,6 +154,7 @@ class SessionRunner:
         done = self._done.get(message_id)
         if done is not None and not done.done():
             done.set_result(None)
+        self.idle.touch()
 
     async def _send_current_prompt(self, *, just_attached: bool) -> None:
         """Send the prompt now in hand; after a fresh attach, resend a running one (safe: the
@@ -241,8 +246,8 @@ class SessionRunner:
         self._set_session(sandbox_status="spawning")
         spec = SandboxSpec(
             session_id=self.session_id, repo=session["repo"], base_branch=session["base_branch"],
-            branch=session["branch"], model=session["model"], env=dict(self.hub.settings.agent_env),
-            secret_names=self.hub.settings.secret_names,
+            branch=session["branch"], model=session["model"], env=self.hub.sandbox_env(),
+            secret_names=self.hub.settings.secret_names, conversation_dir=self.hub.conversation_dir(self.session_id),
         )  # fmt: skip
         try:
             sandbox_id = await self.hub.backend.create(spec)
@@ -272,6 +277,7 @@ class SessionRunner:
         if not self._caught_up.is_set():
             await bridge.close()
             raise SandboxGone(f"the sandbox did not catch up within {timeout_s:.0f} s")
+        self.idle.touch()
 
     async def _read(self, bridge: BridgeClient) -> None:
         try:
@@ -362,6 +368,40 @@ class SessionRunner:
         self._set_session(sandbox_status="failed")
         self._fail_in_flight(f"the sandbox died: {reason}")
 
+    # -- idle stop --------------------------------------------------------------------------
+
+    def _idle_held(self) -> bool:
+        """Whether the idle timer must wait: no sandbox to stop, or a prompt running or queued."""
+        return (
+            self.hub.closing
+            or self.store.sandbox_record(self.session_id)["sandbox_id"] is None
+            or self.store.active_prompt_count(self.session_id) > 0
+        )
+
+    def _on_idle(self) -> None:
+        self.spawn(self._stop_idle())
+
+    async def _stop_idle(self) -> None:
+        """End the sandbox of a session left idle; its branch and conversation stay, so the next
+        prompt carries on in a fresh one."""
+        async with self._bridge_lock:
+            if not self.idle.verdict().stop:
+                return  # a prompt or typing came while the lock was held
+            sandbox_id = self.store.sandbox_record(self.session_id)["sandbox_id"]
+            # Forgotten first and let go of, so the end of the bridge is not taken for a crash.
+            self.store.update_session(self.session_id, sandbox_id=None)
+            bridge, self.bridge = self.bridge, None
+            if bridge is not None:
+                await bridge.close()
+            try:
+                await self.hub.backend.terminate(sandbox_id)
+            except Exception:  # what is left of it ends itself at its own idle timeout
+                log.exception("stopping idle sandbox %s failed", sandbox_id)
+            detail = (f"idle: no prompt for {self.idle.timeout_s:g} s; the next prompt starts a fresh sandbox "
+                      "and resumes the conversation")  # fmt: skip
+            self.append(SandboxStatusEvent("stopped", detail))
+            self._set_session(sandbox_status="stopped")
+
     def spawn(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """Run ``coro`` in the background, owned by this runner so that close() ends it."""
         task = asyncio.get_running_loop().create_task(coro)
@@ -370,6 +410,7 @@ class SessionRunner:
         return task
 
     async def close(self) -> None:
+        self.idle.cancel()
         bridge, self.bridge = self.bridge, None
         for task in list(self._tasks):
             task.cancel()

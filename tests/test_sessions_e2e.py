@@ -241,8 +241,11 @@ async def test_secrets_stay_out_of_events_logs_and_the_database(api, make_repo, 
     outputs = [e["output"] for e in events if e["type"] == "tool_call" and e["status"] == "completed"]
     assert outputs == ["KEY=[redacted]"], "the tool ran and printed it; the transcript holds no secret"
     leaks = []
+    # Claude Code's own files (its transcript under the session's conversation dir, or a sandbox's
+    # claude dir) hold what the model saw, the tool's output included: not ours to redact.
+    agents_own = ("/home/", "/claude/", "/repo/", "/conversations/")
     for path in cloudws_data_dir.rglob("*"):
-        if path.is_file() and "/home/" not in str(path) and "/claude/" not in str(path) and "/repo/" not in str(path):
+        if path.is_file() and not any(part in str(path) for part in agents_own):
             if key.encode() in path.read_bytes():
                 leaks.append(path.name)
     assert leaks == [], f"the API key was written to {leaks}"

@@ -1,0 +1,60 @@
+"""Idle sandboxes go: a real jupyter-server, local sandboxes running the real Claude Code CLI
+against the fake API, and a tiny idle timeout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from support import eventually, sandbox_commands
+
+from cloudws_sandbox.idle import IDLE_TIMEOUT_ENV
+from jupyter_cloudws.backends.base import SandboxBackend
+from jupyter_cloudws.hub import HubSettings, SessionHub
+from jupyter_cloudws.store import SessionStore
+from jupyter_cloudws.testing.fake_anthropic import text, tool_use
+
+
+def sandbox_statuses(events: list[dict]) -> list[str]:
+    return [e["status"] for e in events if e["type"] == "sandbox_status"]
+
+
+@pytest.mark.parametrize("cloudws_config", [{"sandbox_idle_timeout_s": 0.5}])
+async def test_an_idle_sandbox_stops_and_the_next_prompt_starts_a_fresh_one(
+    api, make_repo, fake_anthropic, cloudws_data_dir: Path
+):
+    # The first prompt outlasts the idle timeout: a running prompt is never stopped as idle.
+    command = "python3 -c 'import time; time.sleep(1.5)' && echo rested"
+    fake_anthropic.on("rest a while", tool_use("Bash", {"command": command}), text("Rested."))
+    fake_anthropic.on("say hi", text("Hi!"))
+    session = await api.new_session(make_repo())
+    sid = session["id"]
+    first = await api.prompt(sid, "Please rest a while")
+    assert (await api.wait_until_complete(sid, first["message_id"]))["success"] is True
+
+    stopped = await api.wait_for_event(sid, lambda e: e["type"] == "sandbox_status" and e["status"] == "stopped", 30)
+    assert stopped["detail"].startswith("idle: no prompt for 0.5 s")
+    assert await eventually(lambda: sandbox_commands(cloudws_data_dir) == [], 10), "its processes ended"
+    code, now = await api.get(f"sessions/{sid}")
+    assert (now["status"], now["sandbox_status"]) == ("idle", "stopped")
+    conversation = cloudws_data_dir / "conversations" / sid
+    assert conversation.stat().st_mode & 0o777 == 0o700, "the conversation is the user's alone"
+
+    second = await api.prompt(sid, "Now say hi")
+    assert (await api.wait_until_complete(sid, second["message_id"]))["success"] is True
+    statuses = sandbox_statuses(await api.events(sid))
+    assert statuses[:4] == ["spawning", "cloning", "ready", "stopped"] and statuses.count("spawning") == 2
+    assert "failed" not in statuses, "an idle stop is no failure"
+
+
+def test_the_hub_hands_the_runtime_its_timeout_and_a_private_conversation_dir(tmp_path: Path) -> None:
+    def hub(**settings: object) -> SessionHub:
+        return SessionHub(SessionStore(tmp_path / "db.sqlite"), SandboxBackend(), HubSettings(**settings))
+
+    # The runtime waits a grace longer than the hub would: it ends alone only when no hub came.
+    assert hub(sandbox_idle_timeout_s=600.0).sandbox_env()[IDLE_TIMEOUT_ENV] == "660"
+    assert IDLE_TIMEOUT_ENV not in hub(sandbox_idle_timeout_s=0.0).sandbox_env(), "0: the runtime never ends alone"
+    assert hub(data_dir="").conversation_dir("s1") is None, "no data dir: each sandbox keeps its own"
+    path = Path(hub(data_dir=str(tmp_path)).conversation_dir("s1") or "")
+    assert path == tmp_path / "conversations" / "s1" and path.is_dir()
+    assert (path.stat().st_mode & 0o777, path.parent.stat().st_mode & 0o777) == (0o700, 0o700)
