@@ -52,12 +52,14 @@ class ServerProcess:
         cloudws_config: dict[str, Any] | None = None,
         token: str = "test-token",
         app: str = "jupyter_server",
+        config: dict[str, Any] | None = None,
     ) -> None:
         if app not in ("jupyter_server", "jupyterlab"):
             raise ValueError(f"app must be 'jupyter_server' or 'jupyterlab', not {app!r}")
         self.root = root
         self.token = token
         self.cloudws_config = cloudws_config or {}
+        self.config = config or {}  # more sections of jupyter_server_config, e.g. {"LocalBackend": {...}}
         self.app = app
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
@@ -93,7 +95,7 @@ class ServerProcess:
         self.port = port or free_port()
         for sub in ("config", "data", "runtime", "work"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
-        server_config: dict[str, Any] = {"CloudWorkspaces": self.cloudws_config}
+        server_config: dict[str, Any] = {**self.config, "CloudWorkspaces": self.cloudws_config}
         if self.app == "jupyterlab":
             server_config["LabApp"] = LAB_CONFIG
             self._write_lab_settings()
