@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -22,6 +21,8 @@ import time
 from pathlib import Path
 
 from websockets.sync.client import connect
+
+from cloudws_sandbox.procs import kill_marked
 
 from jupyter_cloudws.testing.fake_anthropic import FakeAnthropic, text
 from jupyter_cloudws.testing.pytest_plugin import bundled_claude_path, claude_env_for
@@ -112,11 +113,7 @@ def hub(fake: FakeAnthropic, root: Path, runs: int) -> tuple[float, list[float],
                         total.append(time.perf_counter() - t0)
     finally:
         server.stop()
-        for pid_file in (root / "server" / "data" / "cloudws" / "sandboxes").glob("*/daemon.pid"):
-            try:
-                os.killpg(int(pid_file.read_text()), 9)
-            except ProcessLookupError:
-                pass
+        kill_marked(str(root / "server" / "data" / "cloudws" / "sandboxes"))
     return cold_s, first, total
 
 

@@ -10,8 +10,12 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT[${CLOUDWS_EXTRAS:-test}]"
-# git is how the sandbox clones and pushes; install it when a fresh machine lacks it.
-if ! command -v git >/dev/null 2>&1; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq git
+# git is how the sandbox clones and pushes; bubblewrap is how a local sandbox is isolated (Linux).
+# Install them when a fresh machine lacks them.
+debs=()
+command -v git >/dev/null 2>&1 || debs+=(git)
+if [ "$(uname -s)" = Linux ] && ! command -v bwrap >/dev/null 2>&1; then debs+=(bubblewrap); fi
+if [ "${#debs[@]}" -gt 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${debs[@]}"
 fi
 export PATH="$VENV/bin:$PATH"

@@ -152,6 +152,22 @@ function render({ model, el }) {
   const nodes = new Map(); // block key -> { el, sig }
   const send = (content) => model.send(content);
 
+  // Which isolation the server's sandboxes run under: a lock, or a warning when there is none.
+  function isolationMark() {
+    const isolation = model.get("isolation");
+    if (!isolation) return null;
+    const none = isolation === "none";
+    return h("span", { class: `cw-isolation${none ? " cw-isolation-none" : ""}`,
+      title: none ? "Sandboxes are not isolated: the agent can read and write all your files"
+        : `Sandbox isolated by ${isolation}`,
+      text: none ? "⚠ not isolated" : `🔒 ${isolation}` });
+  }
+  function badgeTitle() {
+    const detail = model.get("sandbox_detail") || "";
+    const isolation = model.get("isolation");
+    return isolation ? `${detail}${detail ? " · " : ""}isolation: ${isolation}` : detail;
+  }
+
   // Header: title (editable), branch, sandbox badge, connection, session actions.
   function renderHeader() {
     const s = model.get("session") || {};
@@ -165,8 +181,9 @@ function render({ model, el }) {
       const status = model.get("sandbox_status");
       header.append(title,
         h("span", { class: "cw-branch", title: s.repo || "", text: s.branch || "" }),
-        h("span", { class: `cw-badge cw-badge-${status}`, title: model.get("sandbox_detail") || "",
-          text: STATUS_LABELS[status] || status }));
+        h("span", { class: `cw-badge cw-badge-${status}`, title: badgeTitle(),
+          text: STATUS_LABELS[status] || status }),
+        ...[isolationMark()].filter(Boolean));
     }
     const conn = model.get("connection") || {};
     if (conn.state === "reconnecting") {
@@ -351,7 +368,7 @@ function render({ model, el }) {
 
   const all = () => { renderHeader(); redrawPanel(); renderTranscript(); renderComposer(); };
   model.on("change:transcript", renderTranscript);
-  for (const name of ["session", "connection", "sandbox_status", "sandbox_detail"]) {
+  for (const name of ["session", "connection", "sandbox_status", "sandbox_detail", "isolation"]) {
     model.on(`change:${name}`, () => { renderHeader(); renderComposer(); });
   }
   for (const name of ["working", "error"]) model.on(`change:${name}`, renderComposer);

@@ -46,6 +46,7 @@ class ChatWidget(anywidget.AnyWidget):
     running_message_id = traitlets.Unicode(allow_none=True, default_value=None).tag(sync=True)
     sandbox_status = traitlets.Unicode("stopped").tag(sync=True)
     sandbox_detail = traitlets.Unicode("").tag(sync=True)
+    isolation = traitlets.Unicode("").tag(sync=True)  # how the server isolates sandboxes (GET status)
     connection = traitlets.Dict({"state": "idle"}).tag(sync=True)
     sessions = traitlets.List().tag(sync=True)
     recent_repos = traitlets.List().tag(sync=True)
@@ -65,6 +66,7 @@ class ChatWidget(anywidget.AnyWidget):
         self._render_timer: threading.Timer | None = None
         self._last_typing_s = 0.0
         self.on_msg(self._on_front_end_message)
+        self.isolation = _isolation(client)
         if session is not None:
             self.open_session(session)
         else:
@@ -222,3 +224,11 @@ def _session_dict(session: Session) -> dict[str, Any]:
     keys = ("id", "title", "branch", "status", "repo", "model", "base_branch", "sandbox_status", "archived",
             "created_at", "updated_at")  # fmt: skip
     return {k: getattr(session, k, None) for k in keys}
+
+
+def _isolation(client: Client) -> str:
+    """What the sandbox badge says of isolation; empty when the server does not say."""
+    try:
+        return str(client.status().get("isolation") or "")
+    except Exception:  # an older server, or none reachable yet: the badge just omits it
+        return ""

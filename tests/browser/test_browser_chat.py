@@ -80,6 +80,7 @@ def test_a_session_from_the_magic_streams_into_the_chat_and_survives_a_reload(
     group.locator("summary").first.click()
     expect(group.locator(".cw-tool .cw-summary")).to_have_text(["greeting.txt", "README.md"])
     expect(chat.locator(".cw-badge")).to_have_text("Ready")
+    expect(chat.locator(".cw-isolation")).to_have_text("🔒 bubblewrap")
     expect(chat.locator(".cw-git")).to_contain_text("pushed")
     answer = chat.locator(".cw-assistant")
     expect(answer.locator("table td").first).to_have_text("greeting.txt")

@@ -63,6 +63,7 @@ def test_a_prompt_from_the_widget_fills_its_transcript(client: Client, tmp_path:
     widget = ChatWidget(client, session)
     sent = SentMessages(widget)
     assert widget.session["title"] == "Notes" and widget.view == "chat" and widget.transcript == []
+    assert widget.isolation == "bubblewrap", "the badge says how the sandbox is isolated"
 
     front_end(widget, type="send", text="Please write the notes")
     until(lambda: any(i["kind"] == "result" for i in widget.transcript), WAIT_S, "the prompt's result")
