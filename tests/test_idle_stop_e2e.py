@@ -3,16 +3,18 @@ against the fake API, and a tiny idle timeout."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
-from support import eventually, sandbox_commands
+from support import eventually, kill_sandboxes, sandbox_commands
 
 from cloudws_sandbox.idle import IDLE_TIMEOUT_ENV
 from jupyter_cloudws.backends.base import SandboxBackend
 from jupyter_cloudws.hub import HubSettings, SessionHub
 from jupyter_cloudws.store import SessionStore
 from jupyter_cloudws.testing.fake_anthropic import text, tool_use
+from jupyter_cloudws.testing.server import ServerProcess
 
 
 def sandbox_statuses(events: list[dict]) -> list[str]:
@@ -58,3 +60,32 @@ def test_the_hub_hands_the_runtime_its_timeout_and_a_private_conversation_dir(tm
     path = Path(hub(data_dir=str(tmp_path)).conversation_dir("s1") or "")
     assert path == tmp_path / "conversations" / "s1" and path.is_dir()
     assert (path.stat().st_mode & 0o777, path.parent.stat().st_mode & 0o777) == (0o700, 0o700)
+
+
+def test_a_sandbox_whose_server_is_gone_for_good_ends_itself(tmp_path: Path, sandbox_env, make_repo, fake_anthropic):
+    fake_anthropic.on("hello", text("Hello!"))
+    root = tmp_path / "server"
+    data_dir = root / "data" / "cloudws"
+    # The hub never stops it here (0), so only the runtime's own timeout, set short, can end it.
+    config = {"sandbox_env": {**sandbox_env, IDLE_TIMEOUT_ENV: "1"}, "sandbox_idle_timeout_s": 0}
+    server = ServerProcess(root, cloudws_config=config).start()
+    try:
+        with server.client() as client:
+            sid = client.post("/sessions", json={"repo": str(make_repo())}).json()["id"]
+            mid = client.post(f"/sessions/{sid}/prompts", json={"text": "hello"}).json()["message_id"]
+            deadline = time.monotonic() + 90
+            while not any(e["type"] == "execution_complete" and e["message_id"] == mid
+                          for e in client.get(f"/sessions/{sid}/events").json()["events"]):  # fmt: skip
+                assert time.monotonic() < deadline, "the prompt did not complete"
+                time.sleep(0.1)
+        assert sandbox_commands(data_dir), "the sandbox runs while its server is there"
+    finally:
+        server.kill()  # and never restarted
+    try:
+        deadline = time.monotonic() + 30
+        while (left := sandbox_commands(data_dir)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert left == [], f"still running without a server: {[c[-100:] for c in left]}"
+    finally:
+        kill_sandboxes(data_dir)
+
