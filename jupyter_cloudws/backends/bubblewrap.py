@@ -34,6 +34,8 @@ class MountPlan:
     hidden: Sequence[str]
     readable: Sequence[str] = ()
     tmpfs: Sequence[str] = ("/tmp",)
+    # Single files covered by /dev/null (mounted nodev, so not even that opens); directories go in ``hidden``.
+    masked_files: Sequence[str] = ()
     extra_args: Sequence[str] = field(default=())
 
 
@@ -57,6 +59,8 @@ def bwrap_argv(bwrap: str, plan: MountPlan, command: Sequence[str], *, chdir: st
         ops.append((_depth(path), 1, ["--ro-bind", path, path]))
     for path in _existing(plan.writable):
         ops.append((_depth(path), 2, ["--bind", path, path]))
+    for path in _existing(plan.masked_files):
+        ops.append((_depth(path), 3, ["--ro-bind", "/dev/null", path]))
     ops.sort(key=lambda op: (op[0], op[1]))
     argv = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
     for _, _, args in ops:

@@ -46,6 +46,10 @@ LOG_TAIL_BYTES = 8192  # what exit_reason reads of a daemon's log: its end, neve
 # Passed from the server so the daemon can find git, python and a locale; nothing else leaks in.
 BASE_ENV_NAMES = ("PATH", "LANG", "LC_ALL", "TZ", "SSL_CERT_FILE", "SSL_CERT_DIR")
 INFO_FILE = "bwrap-info.json"  # bubblewrap's --info-fd output: the pid of the namespace's init
+# Always hidden. A sandbox of a server run as root runs as root without capabilities, and root
+# still owns these: readable unless masked.
+SYSTEM_HIDDEN = ("/etc/ssh", "/run/user", "/var/run/user")
+SYSTEM_MASKED = ("/etc/shadow", "/etc/gshadow", "/etc/sudoers")
 
 
 class LocalBackend(SandboxBackend):
@@ -116,7 +120,7 @@ class LocalBackend(SandboxBackend):
         """Host directories a sandbox must not see (what it needs beneath them is bound back)."""
         data_dir = str(Path(self.root_dir).parent)
         paths = [str(Path.home()), data_dir, self.root_dir, jupyter_runtime_dir(), jupyter_config_dir(),
-                 jupyter_data_dir(), *jupyter_config_path(), *self.hidden_paths]  # fmt: skip
+                 jupyter_data_dir(), *jupyter_config_path(), *SYSTEM_HIDDEN, *self.hidden_paths]  # fmt: skip
         return paths
 
     @staticmethod
@@ -175,8 +179,14 @@ class LocalBackend(SandboxBackend):
             if bwrap is not None:
                 info = open(host / INFO_FILE, "wb")  # noqa: SIM115 - handed to bwrap, closed below
                 pass_fds.append(info.fileno())
-                writable = [str(box), str(claude_dir)] + ([spec.repo] if _is_local_path(spec.repo) else [])
-                plan = MountPlan(writable=writable, hidden=self._hidden(), readable=self._runtime_paths(cli))
+                readable, writable = self._runtime_paths(cli), [str(box), str(claude_dir)]
+                if _is_local_path(spec.repo):
+                    # The sandbox pushes to a local origin, but may not write its hooks or config:
+                    # git would run those on the host, outside the sandbox.
+                    readable.append(spec.repo)
+                    writable += push_paths(spec.repo)
+                plan = MountPlan(writable=writable, hidden=self._hidden(), readable=readable,
+                                 masked_files=SYSTEM_MASKED)  # fmt: skip
                 command = bwrap_argv(bwrap, plan, command, chdir=str(box), info_fd=info.fileno(),
                                      drop_caps=os.geteuid() == 0)  # fmt: skip
             with open(host / "daemon.log", "ab") as log_file:
@@ -246,7 +256,8 @@ class LocalBackend(SandboxBackend):
         if (self._dir(sandbox_id) / INFO_FILE).exists():
             bwrap = await asyncio.to_thread(self._isolation_command) or self.bwrap_path
             cli = self.cli_path or bundled_cli_path() or sys.executable
-            plan = MountPlan(writable=[str(box)], hidden=self._hidden(), readable=self._runtime_paths(cli))
+            plan = MountPlan(writable=[str(box)], hidden=self._hidden(), readable=self._runtime_paths(cli),
+                             masked_files=SYSTEM_MASKED)  # fmt: skip
             argv = bwrap_argv(bwrap, plan, argv, chdir=str(cwd), info_fd=None, drop_caps=os.geteuid() == 0)
         proc = await asyncio.create_subprocess_exec(
             *argv, cwd=cwd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -313,6 +324,16 @@ def _listen(path: Path) -> socket.socket:
 
 def _is_local_path(repo: str) -> bool:
     return repo.startswith("/")
+
+
+def push_paths(repo: str) -> list[str]:
+    """What a push into the local repository ``repo`` writes: its objects and refs (and ref
+    logs), not its hooks or config. Empty when its git directory is not found (the push fails)."""
+    path = Path(repo)
+    git_dir = path if (path / "HEAD").is_file() and (path / "objects").is_dir() else path / ".git"
+    if not (git_dir / "objects").is_dir():
+        return []
+    return [str(git_dir / name) for name in ("objects", "refs", "logs") if (git_dir / name).is_dir()]
 
 
 def _read_int(path: Path) -> int | None:

@@ -94,3 +94,15 @@ def test_root_in_the_sandbox_cannot_unmount_what_hides_the_host(tmp_path: Path) 
     done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
     assert "s3cret" not in done.stdout
     assert "must be superuser" in done.stderr or "Operation not permitted" in done.stderr
+
+
+def test_masked_files_are_covered_by_dev_null_after_everything_else(tmp_path: Path) -> None:
+    secret = tmp_path / "etc" / "shadow"
+    secret.parent.mkdir()
+    secret.write_text("root:$6$hash")
+    plan = MountPlan(writable=[str(tmp_path)], hidden=[], masked_files=[str(secret)], tmpfs=())
+    argv = bwrap_argv("bwrap", plan, ["cat", str(secret)], chdir="/", info_fd=None, drop_caps=os.geteuid() == 0)
+    assert argv[argv.index(str(secret)) - 1] == "/dev/null"
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    # bubblewrap mounts it nodev, so the device cannot even be opened: nothing is read.
+    assert "root:" not in done.stdout + done.stderr and done.stdout == ""

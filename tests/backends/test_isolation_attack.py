@@ -72,6 +72,8 @@ def attack(world: Path, fake_anthropic: FakeAnthropic, sandbox_env: dict[str, st
             targets = [runtime_file, victim_note, home_file, world / "server" / "work" / "notes.txt"]
             # The database is binary and big: pick the transcripts' text out of it (and its WAL).
             command = "; ".join(f"cat {t}" for t in targets) + f"; grep -a -o -h 'db-[0-9a-f]*' {data_dir}/cloudws.sqlite*"
+            # A hook in the origin repository would run on the host at the next push.
+            command += f"; echo 'touch {world}/pwned' > {repo}/hooks/post-update; chmod +x {repo}/hooks/post-update"
             fake_anthropic.on("read everything", tool_use("Bash", {"command": command}), text("Read."))
             attacker = client.post("/sessions", json={"repo": str(repo)}).json()
             mid = client.post(f"/sessions/{attacker['id']}/prompts", json={"text": "read everything"}).json()["message_id"]
@@ -79,7 +81,8 @@ def attack(world: Path, fake_anthropic: FakeAnthropic, sandbox_env: dict[str, st
     finally:
         server.stop()
     outputs = [e["output"] for e in events if e["type"] == "tool_call" and e["status"] != "running"]
-    return {"status": status, "secrets": secrets, "events": repr(events), "outputs": outputs}
+    hooked = (repo / "hooks" / "post-update").exists()
+    return {"status": status, "secrets": secrets, "events": repr(events), "outputs": outputs, "hooked": hooked}
 
 
 def test_a_hostile_agent_under_bubblewrap_reads_nothing_outside_its_sandbox(world, fake_anthropic, sandbox_env):
@@ -89,6 +92,8 @@ def test_a_hostile_agent_under_bubblewrap_reads_nothing_outside_its_sandbox(worl
     assert "No such file or directory" in output, "the attacker's command ran and found nothing"
     leaked = [name for name, value in seen["secrets"].items() if value in seen["events"]]
     assert leaked == [], f"the sandbox read {leaked}"
+    assert not seen["hooked"], "the sandbox could not plant a hook in the origin repository"
+    assert "Read-only file system" in output
 
 
 def test_without_isolation_the_same_attack_reads_everything(world, fake_anthropic, sandbox_env):
@@ -96,3 +101,4 @@ def test_without_isolation_the_same_attack_reads_everything(world, fake_anthropi
     assert seen["status"]["isolation"] == "none"
     leaked = {name for name, value in seen["secrets"].items() if value in seen["events"]}
     assert leaked == set(seen["secrets"]), "the attack is real: each secret is readable without isolation"
+    assert seen["hooked"], "and a hook can be planted"
