@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import getpass
 import os
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
@@ -86,6 +87,25 @@ class CloudWorkspaces(ExtensionApp):
         "same branch, and the agent resumes the conversation. A sandbox whose server is gone ends "
         "itself this long (plus a minute) after the server left. 0 keeps sandboxes until archived.",
     ).tag(config=True)
+    bridge_heartbeat_s = Float(
+        5.0,
+        help="How often the hub pings each sandbox it is connected to; 0 turns the heartbeat off.",
+    ).tag(config=True)
+    bridge_heartbeat_timeout_s = Float(
+        20.0,
+        help="A sandbox link silent this long (no event, no answer to pings) is taken as lost and "
+        "reattached, so a half-open connection is found within seconds.",
+    ).tag(config=True)
+    websocket_outbox_max_bytes = Int(
+        16 * 1024 * 1024,
+        help="Most bytes of frames waiting to go to one WebSocket client. A client that falls further "
+        "behind is disconnected (close code 4008) and resumes from the last event it has.",
+    ).tag(config=True)
+    db_busy_timeout_s = Float(
+        1.0,
+        help="Longest wait for a lock on the SQLite database held by another process (a backup, a "
+        "sqlite3 shell); the server's event loop waits meanwhile, so keep it short.",
+    ).tag(config=True)
     replay_limit = Int(
         500, help="Most events sent in one 'subscribed' frame or one page of GET .../events."
     ).tag(config=True)
@@ -129,6 +149,7 @@ class CloudWorkspaces(ExtensionApp):
     def initialize_settings(self) -> None:
         Path(self.data_dir).mkdir(parents=True, exist_ok=True)
         os.chmod(self.data_dir, 0o700)  # transcripts and sandboxes are this user's alone
+        self._data_dir_lock = lock_data_dir(Path(self.data_dir))
         backend = self.make_backend()
         allow_local = self.allow_local_repos if self.allow_local_repos is not None else backend.name == "local"
         env = {name: os.environ[name] for name in self.agent_env if name in os.environ}
@@ -139,8 +160,11 @@ class CloudWorkspaces(ExtensionApp):
             allow_local_repos=allow_local, agent_env=env, secret_names=tuple(self.agent_env),
             attach_timeout_s=self.sandbox_attach_timeout_s, sandbox_idle_timeout_s=self.sandbox_idle_timeout_s,
             data_dir=self.data_dir,
+            bridge_heartbeat_s=self.bridge_heartbeat_s,
+            bridge_heartbeat_timeout_s=self.bridge_heartbeat_timeout_s,
+            websocket_outbox_max_bytes=self.websocket_outbox_max_bytes,
         )  # fmt: skip
-        self.store = self.store_class(Path(self.data_dir) / "cloudws.sqlite")
+        self.store = self.store_class(Path(self.data_dir) / "cloudws.sqlite", busy_timeout_s=self.db_busy_timeout_s)
         self.hub = SessionHub(self.store, backend, settings)
         self.settings["cloudws_hub"] = self.hub
         self.settings["cloudws_git_email_domain"] = self.git_email_domain
@@ -169,6 +193,32 @@ class CloudWorkspaces(ExtensionApp):
     async def stop_extension(self) -> None:
         await self.hub.close()
         self.store.close()
+        self._data_dir_lock.close()  # the next server may take over the queues
+
+
+class DataDirInUse(RuntimeError):
+    """Another server drives the sessions in this data_dir."""
+
+
+def lock_data_dir(data_dir: Path) -> IO[str]:
+    """Hold ``data_dir/server.lock`` for the server's life: two servers on one data_dir would
+    both drive the same queues (and sandboxes). The lock goes with the process, however it ends."""
+    fh = open(data_dir / "server.lock", "a+", encoding="utf-8")  # noqa: SIM115 - held until stop
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        holder = fh.read().strip() or "unknown"
+        fh.close()
+        raise DataDirInUse(
+            f"{data_dir} is in use by another Jupyter server (pid {holder}); stop it, or give this "
+            "server its own c.CloudWorkspaces.data_dir"
+        ) from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(f"{os.getpid()}\n")
+    fh.flush()
+    return fh
 
 
 def _git_config(key: str) -> str:

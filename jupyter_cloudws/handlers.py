@@ -39,7 +39,9 @@ from cloudws_sandbox.protocol import (
 
 AUTH_RESOURCE = "cloudws"
 _ANONYMOUS_ID = re.compile(r"[0-9a-f]{32}")  # jupyter-server's id for a token-only user
-MAX_OUTBOX_FRAMES = 10_000  # a client this far behind is dropped; it resumes from its last seq
+# A client whose unsent frames pass the outbox limit is dropped with this close code; it
+# reconnects and subscribes after the last seq it has, losing nothing.
+CLOSE_TOO_SLOW = 4008
 
 
 class CloudwsMixin(ExtensionHandlerMixin):
@@ -200,7 +202,9 @@ class SessionSocketHandler(WebSocketMixin, CloudwsMixin, JupyterHandler, websock
         except HubError as exc:
             raise web.HTTPError(exc.status, exc.message) from None
         self.session_id = session_id
-        self._outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self._outbox: asyncio.Queue[str | None] = asyncio.Queue()
+        self._outbox_bytes = 0  # UTF-8 size of the frames waiting in the outbox
+        self._too_slow = False
         self._unsubscribe: Callable[[], None] | None = None
         self._writer: asyncio.Task[None] | None = None
         await super().get(session_id=session_id)
@@ -209,19 +213,31 @@ class SessionSocketHandler(WebSocketMixin, CloudwsMixin, JupyterHandler, websock
         super().open()  # WebSocketMixin's keep-alive pings
         self._writer = asyncio.get_running_loop().create_task(self._write_frames())
 
-    def _enqueue(self, frame: dict[str, Any] | None) -> None:
-        if self._outbox.qsize() >= MAX_OUTBOX_FRAMES:
-            self._drop_subscription()
-            self._outbox.put_nowait(
-                {"type": "error", "code": "too_slow", "message": "fell too far behind; subscribe again after your last seq"}
-            )
+    def _enqueue(self, frame: dict[str, Any], *, always: bool = False) -> None:
+        """Queue a frame for the client. Past the outbox limit the client is dropped, unless
+        ``always`` (the replay it asked for: it may be large, and it is bounded by replay_limit)."""
+        if self._too_slow:
             return
-        self._outbox.put_nowait(frame)
+        text = dumps(frame)
+        size_bytes = len(text.encode())
+        if not always and self._outbox_bytes + size_bytes > self.hub.settings.websocket_outbox_max_bytes:
+            self._drop_slow_client()
+            return
+        self._outbox_bytes += size_bytes
+        self._outbox.put_nowait(text)
+
+    def _drop_slow_client(self) -> None:
+        self._too_slow = True
+        self._drop_subscription()
+        self.log.info("cloudws: dropping a WebSocket client of session %s that fell %d bytes behind",
+                      self.session_id, self._outbox_bytes)  # fmt: skip
+        self.close(CLOSE_TOO_SLOW, "too far behind: reconnect and subscribe after your last seq")
 
     async def _write_frames(self) -> None:
-        while (frame := await self._outbox.get()) is not None:
+        while (text := await self._outbox.get()) is not None:
+            self._outbox_bytes -= len(text.encode())
             try:
-                await self.write_message(dumps(frame))
+                await self.write_message(text)
             except websocket.WebSocketClosedError:
                 return
 
@@ -243,7 +259,7 @@ class SessionSocketHandler(WebSocketMixin, CloudwsMixin, JupyterHandler, websock
                 self._drop_subscription()
                 subscribed, self._unsubscribe = self.hub.subscribe(self.session_id, frame.after, self._enqueue)
                 # Queued before any live frame can be: the callback only runs on a later tick.
-                self._outbox.put_nowait(subscribed)
+                self._enqueue(subscribed, always=True)
             elif isinstance(frame, PromptRequest):
                 if await self._may("write"):
                     accepted = self.hub.submit_prompt(self.session_id, frame, self.author())

@@ -46,6 +46,11 @@ class HubSettings:
     default_model: str | None = None
     allow_local_repos: bool = True
     attach_timeout_s: float = 60.0
+    bridge_heartbeat_s: float = 5.0  # ping the sandbox this often; 0 turns the heartbeat off
+    bridge_heartbeat_timeout_s: float = 20.0  # a bridge silent this long is taken as lost
+    max_reattach_attempts: int = 5  # tries to reach a sandbox again before giving it up
+    reconnect_base_s: float = 0.2  # first pause between those tries; it doubles up to 5 s
+    websocket_outbox_max_bytes: int = 16 * 1024 * 1024  # a client further behind is dropped
     agent_env: dict[str, str] = field(default_factory=dict, repr=False)
     secret_names: tuple[str, ...] = ()
     sandbox_idle_timeout_s: float = 600.0  # 0: sandboxes stay until archived
@@ -95,6 +100,13 @@ class SessionHub:
         path.mkdir(mode=0o700, exist_ok=True)
         return str(path)
 
+    def release_if_idle(self, runner: SessionRunner) -> None:
+        """Forget a runner with nothing to do (the store keeps its session), so that memory
+        grows with the sessions at work, not with every session ever opened."""
+        if not self.closing and self._runners.get(runner.session_id) is runner and runner.at_rest():
+            del self._runners[runner.session_id]
+            runner.idle.cancel()
+
     # -- sessions ---------------------------------------------------------------------------
 
     def get_session(self, session_id: str) -> dict[str, Any]:
@@ -137,6 +149,7 @@ class SessionHub:
         if archiving:
             # An archived session keeps its transcript and branch, not a running sandbox.
             runner.spawn(runner.retire("the session was archived"))
+        self.release_if_idle(runner)
         return session
 
     def check_repo(self, repo: Any) -> str:
@@ -186,11 +199,14 @@ class SessionHub:
         if shown is not None:
             runner.publish(event_frame(shown))
             runner.kick()
+        self.release_if_idle(runner)
         return {"message_id": prompt["id"], "position": prompt["queue_position"], "duplicate": not created}
 
     async def stop(self, session_id: str) -> None:
         self.get_session(session_id)
-        await self.runner(session_id).stop()
+        runner = self.runner(session_id)
+        await runner.stop()
+        self.release_if_idle(runner)
 
     def warm_up(self, session_id: str) -> None:
         """The user is typing: start the sandbox now so the prompt need not wait for it."""
@@ -226,7 +242,12 @@ class SessionHub:
             return frame, None
         runner = self.runner(session_id)
         runner.subscribers.add(callback)
-        return frame, lambda: runner.subscribers.discard(callback)
+
+        def unsubscribe() -> None:
+            runner.subscribers.discard(callback)
+            self.release_if_idle(runner)
+
+        return frame, unsubscribe
 
 
 def _opt_text(body: dict[str, Any], key: str, max_len: int) -> str | None:

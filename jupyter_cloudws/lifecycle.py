@@ -4,26 +4,55 @@ from __future__ import annotations
 
 from enum import Enum
 
+from .backends.base import Liveness
+
 
 class SandboxAction(Enum):
     USE = "use"  # a live bridge is open: send on it
     ATTACH = "attach"  # the sandbox lives but we are not connected (server restart, dropped link)
     SPAWN = "spawn"  # no sandbox, or it died: start a fresh one on the session's branch
     REPORT_DEAD = "report_dead"  # it died: say so (sandbox_status failed) before spawning anew
+    WAIT = "wait"  # the backend cannot tell whether it lives: ask again later, never replace it
 
 
-def sandbox_action(*, sandbox_id: str | None, connected: bool, alive: bool | None) -> SandboxAction:
+def sandbox_action(*, sandbox_id: str | None, connected: bool, liveness: Liveness | None) -> SandboxAction:
     """What to do to get a bridge to the session's sandbox.
 
-    ``alive`` is the backend's answer for ``sandbox_id`` (``None`` when not asked).
+    ``liveness`` is the backend's answer for ``sandbox_id`` (``None`` when not asked). Only a
+    sandbox known to be dead is reported and replaced: a guess never kills one.
     """
     if sandbox_id is None:
         return SandboxAction.SPAWN
     if connected:
         return SandboxAction.USE
-    if alive:
+    if liveness is Liveness.ALIVE:
         return SandboxAction.ATTACH
-    return SandboxAction.REPORT_DEAD
+    if liveness is Liveness.DEAD:
+        return SandboxAction.REPORT_DEAD
+    return SandboxAction.WAIT
+
+
+class MendAction(Enum):
+    """What to do, on one attempt, about a lost bridge to a sandbox."""
+
+    REATTACH = "reattach"  # it lives: connect again after a pause
+    WAIT = "wait"  # the backend cannot tell: ask again after a pause, touch nothing
+    REPORT_DEAD = "report_dead"  # it died, or lives but never answers: report it, end it
+    GIVE_UP = "give_up"  # still unknown after every attempt: fail its prompt, keep the sandbox
+
+
+def mend_action(liveness: Liveness, attempt: int, max_attempts: int) -> MendAction:
+    """The decision for ``attempt`` (0-based) of ``max_attempts`` to mend a lost bridge.
+
+    A sandbox that lives but could not be reattached in ``max_attempts`` tries is as good as
+    dead to its prompt and is ended; one whose state stays unknown is left alone (it may be
+    working) and only its prompt is failed.
+    """
+    if liveness is Liveness.DEAD:
+        return MendAction.REPORT_DEAD
+    if attempt < max_attempts:
+        return MendAction.REATTACH if liveness is Liveness.ALIVE else MendAction.WAIT
+    return MendAction.REPORT_DEAD if liveness is Liveness.ALIVE else MendAction.GIVE_UP
 
 
 def prompt_after_catch_up(status: str) -> str:

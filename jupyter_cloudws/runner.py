@@ -13,10 +13,20 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .backends.base import SandboxGone, SandboxSpec
 from .bridge import BridgeClient, BridgeClosed
-from .lifecycle import SandboxAction, prompt_after_catch_up, reconnect_delay_s, sandbox_action, session_status
+from .lifecycle import (
+    MendAction,
+    SandboxAction,
+    mend_action,
+    prompt_after_catch_up,
+    reconnect_delay_s,
+    sandbox_action,
+    session_status,
+)
 from cloudws_sandbox.idle import IdleTimer
 from cloudws_sandbox.protocol import (
+    ErrorEvent,
     ExecutionComplete,
+    ProtocolError,
     SandboxStatusEvent,
     bridge_attach,
     bridge_prompt,
@@ -32,7 +42,20 @@ log = logging.getLogger("jupyter_cloudws.runner")
 
 Subscriber = Callable[[dict[str, Any]], None]
 T = TypeVar("T")
-MAX_REATTACH_ATTEMPTS = 5
+BRIDGE_CLOSE_TIMEOUT_S = 5.0  # closing a half-open link may wait for a peer that never answers
+MAX_BAD_FRAMES_RECORDED = 5  # per connection; after that one note, so a flood cannot fill the DB
+UNKNOWN_GIVE_UP = (
+    "the hub could not tell whether the sandbox is alive; it was left as it is "
+    "(send the prompt again once the backend answers)"
+)
+
+
+class SpawnFailed(SandboxGone):
+    """The backend could not start a sandbox."""
+
+
+class SandboxUnknown(SandboxGone):
+    """The backend cannot tell whether the session's sandbox lives: it is left alone."""
 
 
 class SessionRunner:
@@ -54,6 +77,8 @@ class SessionRunner:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._interrupt_pending: str | None = None  # a Stop that waits for the bridge, by prompt id
         self.idle = IdleTimer(hub.settings.sandbox_idle_timeout_s, self._idle_held, self._on_idle)
+        self._mending = 0  # lost-bridge handlers at work: a running prompt may wait for them
+        self._retiring = False  # retire() is ending the sandbox, and then the prompt it ran
 
     # -- fan-out ----------------------------------------------------------------------------
 
@@ -100,8 +125,12 @@ class SessionRunner:
     async def _warm(self, *, spawn: bool) -> None:
         try:
             await self._ensure_bridge(spawn=spawn)
-        except SandboxGone as exc:
+        except (SandboxGone, BridgeClosed, OSError) as exc:
             log.info("warm-up of session %s failed: %s", self.session_id, exc)
+        except Exception:
+            log.exception("warm-up of session %s failed in the hub", self.session_id)
+        finally:
+            self._check_in_flight()
 
     async def _work(self) -> None:
         try:
@@ -118,18 +147,50 @@ class SessionRunner:
         message_id = prompt["id"]
         done = self._done.setdefault(message_id, asyncio.get_running_loop().create_future())
         try:
-            await self._ensure_bridge(for_work=True)
-        except SandboxGone as exc:
-            self._finish(message_id, ExecutionComplete(message_id, False, error=f"no sandbox: {exc}"))
-        except BridgeClosed:
-            pass  # the lost-bridge handler reattaches and resends, or fails the prompt
-        except Exception as exc:  # a bug must not leave the prompt running for ever
-            log.exception("prompt %s of session %s failed in the hub", message_id, self.session_id)
-            self._finish(message_id, ExecutionComplete(message_id, False, error=f"hub error: {exc}"))
-        # The replay may have finished it, or Stop cancelled it, while the bridge came up.
-        if self.store.get_prompt(message_id)["status"] in ("queued", "running") and not done.done():
-            await done
-        self._done.pop(message_id, None)
+            await self._deliver(message_id)
+            # Sent: now only the sandbox ends it, or its death, or Stop; the replay may already have.
+            if self._status(message_id) in ("queued", "running") and not done.done():
+                await done
+        finally:
+            self._done.pop(message_id, None)
+
+    async def _deliver(self, message_id: str) -> None:
+        """Get the prompt to a sandbox, starting one if need be.
+
+        The hub ends a prompt itself only while no sandbox can have it (it is still ``queued``):
+        one that went out is ended by its sandbox's ``execution_complete``, or by the hub once
+        that sandbox is known dead, never twice.
+        """
+        error = "no sandbox could be reached"
+        attempts = self.hub.settings.max_reattach_attempts
+        for attempt in range(attempts + 1):
+            if self._status(message_id) != "queued" or self.hub.closing:
+                break
+            if attempt:
+                await asyncio.sleep(reconnect_delay_s(attempt - 1, base_s=self.hub.settings.reconnect_base_s))
+            try:
+                await self._ensure_bridge(for_work=True)
+            except SpawnFailed as exc:
+                error = f"no sandbox: {exc}"
+                break
+            except SandboxUnknown:
+                error = UNKNOWN_GIVE_UP
+            except (SandboxGone, BridgeClosed, OSError) as exc:
+                error = f"no sandbox: {exc}"  # the link broke or the sandbox went: try again
+            except Exception as exc:  # a bug must neither leave it waiting nor lose it
+                log.exception("delivering prompt %s of session %s failed in the hub", message_id, self.session_id)
+                error = f"hub error: {exc}"
+        status = self._status(message_id)
+        if status == "queued" and not self.hub.closing:
+            self._finish(message_id, ExecutionComplete(message_id, False, error=error))
+        elif status == "running":
+            self._check_in_flight()
+
+    def _status(self, message_id: str) -> str:
+        try:
+            return str(self.store.get_prompt(message_id)["status"])
+        except KeyError:
+            return "unknown"
 
     def _finish(self, message_id: str, complete: ExecutionComplete) -> None:
         """Close a prompt from the hub's side (no sandbox, sandbox died, cancelled)."""
@@ -137,11 +198,25 @@ class SessionRunner:
         self._prompt_finished(message_id, complete.success)
 
     def _fail_in_flight(self, reason: str, *, interrupted: bool = False) -> None:
-        """The sandbox is gone: end the prompt it was running, or that the worker waits to send
-        (still queued when the bridge broke before it went out)."""
+        """The sandbox is gone: end the prompt it was running. A prompt still waiting to be
+        sent stays queued: the worker gets it a fresh sandbox."""
         prompt = self.store.next_prompt(self.session_id)
-        if prompt is not None and (prompt["status"] == "running" or prompt["id"] in self._done):
+        if prompt is not None and prompt["status"] == "running":
             self._finish(prompt["id"], ExecutionComplete(prompt["id"], False, error=reason, interrupted=interrupted))
+
+    def _check_in_flight(self) -> None:
+        """A running prompt needs a live bridge or a mend under way; with neither it would
+        wait for ever, so it is mended now, or failed when there is nothing left to mend."""
+        if self.hub.closing or self._mending or self._retiring or (self.bridge is not None and not self.bridge.closed):
+            return
+        prompt = self.store.next_prompt(self.session_id)
+        if prompt is None or prompt["status"] != "running":
+            return
+        sandbox_id = self.store.sandbox_record(self.session_id)["sandbox_id"]
+        if sandbox_id is not None:
+            self._mend(sandbox_id)
+        else:
+            self._fail_in_flight("the link to the sandbox was lost")
 
     def _prompt_finished(self, message_id: str, success: bool) -> None:
         try:
@@ -165,9 +240,11 @@ class SessionRunner:
         action = prompt_after_catch_up(prompt["status"])
         if action == "skip" or (action == "resend" and not just_attached):
             return
-        if action == "send":
-            self.store.set_prompt_status(prompt["id"], "running")
         await self.bridge.send(bridge_prompt(prompt["id"], prompt["text"], prompt["model"], prompt["author"]))
+        # Running once it went out: a send that failed leaves it queued, for a fresh sandbox if
+        # need be (a resend to the same sandbox is harmless: the daemon ignores a known id).
+        if action == "send" and self._status(prompt["id"]) == "queued":
+            self.store.set_prompt_status(prompt["id"], "running")
         if self._interrupt_pending == prompt["id"]:
             self._interrupt_pending = None
             await self.bridge.send({"op": "interrupt"})
@@ -194,18 +271,27 @@ class SessionRunner:
     async def retire(self, reason: str) -> None:
         """Stop the work and end the sandbox; the next prompt starts a fresh one."""
         await self.stop()
-        async with self._bridge_lock:
-            sandbox_id = self.store.sandbox_record(self.session_id)["sandbox_id"]
-            if sandbox_id is None:
-                return
-            # Forget it first, so losing the bridge below is not reported as a crash.
-            self.store.update_session(self.session_id, sandbox_id=None)
-            bridge, self.bridge = self.bridge, None
-            await self.hub.backend.terminate(sandbox_id)
-            if bridge is not None:
-                await bridge.close()
-        # Terminated, the daemon logs no completion for what it was doing: end it here.
-        self._fail_in_flight(reason, interrupted=True)
+        self._retiring = True
+        try:
+            async with self._bridge_lock:
+                sandbox_id = self.store.sandbox_record(self.session_id)["sandbox_id"]
+                if sandbox_id is None:
+                    return
+                # Forget it first, so losing the bridge below is not reported as a crash.
+                self.store.update_session(self.session_id, sandbox_id=None)
+                bridge, self.bridge = self.bridge, None
+                try:
+                    await self.hub.backend.terminate(sandbox_id)
+                except Exception as exc:
+                    log.exception("ending sandbox %s of session %s failed", sandbox_id, self.session_id)
+                    self.append(ErrorEvent("terminate_failed", f"could not end sandbox {sandbox_id}: {exc}"))
+                finally:
+                    if bridge is not None:
+                        await bridge.close()
+        finally:
+            self._retiring = False
+            # Terminated (or let go of), the daemon logs no completion for what it was doing.
+            self._fail_in_flight(reason, interrupted=True)
         if self.store.get_session(self.session_id)["sandbox_status"] != "stopped":
             self.append(SandboxStatusEvent("stopped", reason))
             self._set_session(sandbox_status="stopped")
@@ -214,15 +300,18 @@ class SessionRunner:
 
     async def _ensure_bridge(self, *, spawn: bool = True, for_work: bool = False) -> None:
         """Get a caught-up bridge to the session's sandbox, starting one if ``spawn`` allows
-        (and, ``for_work``, only while a prompt is left to run)."""
+        (and, ``for_work``, only while a prompt is left to run). Raises :class:`SandboxUnknown`
+        when the backend cannot tell whether the sandbox lives."""
         async with self._bridge_lock:
             record = self.store.sandbox_record(self.session_id)
             sandbox_id = record["sandbox_id"]
             connected = self.bridge is not None and not self.bridge.closed
-            alive = None
+            liveness = None
             if sandbox_id is not None and not connected:
-                alive = await self.hub.backend.is_alive(sandbox_id)
-            action = sandbox_action(sandbox_id=sandbox_id, connected=connected, alive=alive)
+                liveness = await self.hub.backend.liveness(sandbox_id)
+            action = sandbox_action(sandbox_id=sandbox_id, connected=connected, liveness=liveness)
+            if action is SandboxAction.WAIT:
+                raise SandboxUnknown(f"the backend cannot tell whether sandbox {sandbox_id} is alive")
             if action is SandboxAction.USE:
                 just_attached = False
             else:
@@ -230,7 +319,7 @@ class SessionRunner:
                     await self._report_dead(sandbox_id)
                     action = SandboxAction.SPAWN
                     if for_work and self.store.next_prompt(self.session_id) is None:
-                        return  # reporting it failed the only prompt there was
+                        return  # nothing is left to run
                 if action is SandboxAction.SPAWN:
                     if not spawn:
                         return
@@ -254,7 +343,7 @@ class SessionRunner:
         except Exception as exc:
             self.append(SandboxStatusEvent("failed", f"could not start a sandbox: {exc}"))
             self._set_session(sandbox_status="failed")
-            raise SandboxGone(str(exc)) from exc
+            raise SpawnFailed(str(exc)) from exc
         # A new sandbox numbers its events from 1: the cursor restarts with it.
         self.store.update_session(self.session_id, backend=self.hub.backend.name, sandbox_id=sandbox_id,
                                   sandbox_cursor=0)  # fmt: skip
@@ -262,41 +351,79 @@ class SessionRunner:
 
     async def _attach(self, sandbox_id: str) -> None:
         stream = await self.hub.backend.connect(sandbox_id)
-        bridge = BridgeClient(stream, sandbox_id)
+        settings = self.hub.settings
+        # Silence for longer than the timeout means a half-open link: the pings go unanswered.
+        silence_s = settings.bridge_heartbeat_timeout_s if settings.bridge_heartbeat_s > 0 else None
+        bridge = BridgeClient(stream, sandbox_id, on_bad_frame=self._on_bad_frame, silence_timeout_s=silence_s)
         self.bridge = bridge
         self._caught_up.clear()
         cursor = self.store.sandbox_record(self.session_id)["sandbox_cursor"]
         self._reader = self.spawn(self._read(bridge))
         await bridge.send(bridge_attach(cursor))
+        if settings.bridge_heartbeat_s > 0:
+            self.spawn(self._heartbeat(bridge, settings.bridge_heartbeat_s))
         caught_up = self.spawn(self._caught_up.wait())
-        timeout_s = self.hub.settings.attach_timeout_s
+        timeout_s = settings.attach_timeout_s
         try:
             await asyncio.wait([caught_up, self._reader], timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
         finally:
             caught_up.cancel()
         if not self._caught_up.is_set():
             await bridge.close()
-            raise SandboxGone(f"the sandbox did not catch up within {timeout_s:.0f} s")
+            raise SandboxGone(f"the sandbox did not catch up within {timeout_s:g} s")
         self.idle.touch()
+
+    @staticmethod
+    async def _heartbeat(bridge: BridgeClient, interval_s: float) -> None:
+        """Ping the daemon now and then: its pongs keep a healthy but quiet link from looking
+        silent, and their absence lets the reader find a half-open one."""
+        while not bridge.closed:
+            await asyncio.sleep(interval_s)
+            try:
+                await bridge.send({"op": "ping"})
+            except BridgeClosed:
+                return
 
     async def _read(self, bridge: BridgeClient) -> None:
         try:
             async for frame in bridge.frames():
-                self._on_frame(frame)
+                try:
+                    self._on_frame(frame)
+                except ProtocolError as exc:
+                    self._on_bad_frame(bridge, exc.code, exc.message)
+                except Exception as exc:  # a frame must never end the reader
+                    log.exception("session %s could not take a frame from sandbox %s", self.session_id,
+                                  bridge.sandbox_id)  # fmt: skip
+                    self._on_bad_frame(bridge, "hub_error", f"the hub could not take a frame: {exc!r}")
         finally:
             if self.bridge is bridge:
                 self.bridge = None
-            try:
-                await bridge.close()  # else a daemon would go on writing to a socket nobody reads
-            except (ConnectionError, OSError):
-                pass
             if not self.hub.closing:
-                self.spawn(self._on_bridge_lost(bridge.sandbox_id))
+                self._mend(bridge.sandbox_id)
+            try:
+                # Else a daemon would go on writing to a socket nobody reads.
+                await asyncio.wait_for(bridge.close(), BRIDGE_CLOSE_TIMEOUT_S)
+            except (ConnectionError, OSError, asyncio.TimeoutError):
+                pass
+
+    def _on_bad_frame(self, bridge: BridgeClient, code: str, message: str) -> None:
+        """A frame the hub refused: logged, and recorded in the session a few times per link."""
+        bridge.bad_frames += 1
+        if bridge.bad_frames <= MAX_BAD_FRAMES_RECORDED:
+            log.warning("sandbox %s of session %s sent a bad frame (%s): %s", bridge.sandbox_id, self.session_id,
+                        code, message)  # fmt: skip
+            self.append(ErrorEvent("bad_frame", f"the sandbox sent a frame the hub refused ({code}): {message}"))
+        elif bridge.bad_frames == MAX_BAD_FRAMES_RECORDED + 1:
+            log.warning("sandbox %s of session %s: further bad frames are not recorded", bridge.sandbox_id,
+                        self.session_id)  # fmt: skip
+            self.append(ErrorEvent("bad_frame", "the sandbox keeps sending bad frames; further ones on this "
+                                                "connection are not recorded"))  # fmt: skip
 
     def _on_frame(self, frame: dict[str, Any]) -> None:
+        """One frame that passed :func:`parse_bridge_reply` (so its fields have their types)."""
         kind = frame["kind"]
         if kind == "attached":
-            self._attached_last_seq = int(frame.get("last_seq") or 0)
+            self._attached_last_seq = frame["last_seq"]
             cursor = self.store.sandbox_record(self.session_id)["sandbox_cursor"]
             if cursor > self._attached_last_seq:
                 # The sandbox's log lost events the hub has: its next ones are new, not replays.
@@ -307,59 +434,102 @@ class SessionRunner:
             if cursor >= self._attached_last_seq:
                 self._caught_up.set()
         elif kind == "event":
-            event = frame["event"]
+            event = dict(frame["event"])
             sandbox_seq = event.pop("seq")
             event.pop("ts", None)
+            if event["type"] == "execution_complete" and not self._may_complete(event["message_id"]):
+                # Not a prompt of this session that is still open: keep what it says, as a note.
+                event = ErrorEvent(
+                    "stray_completion",
+                    f"the sandbox reported prompt {event['message_id']} complete (success={event['success']}), "
+                    "but it is not an open prompt of this session",
+                    message_id=event["message_id"],
+                ).to_dict()
             stored = self.append(event, sandbox_seq=sandbox_seq)
             if stored is not None:
                 self._on_sandbox_event(stored)
             if sandbox_seq >= self._attached_last_seq:
                 self._caught_up.set()
         elif kind == "delta":
-            self.publish(delta_frame(str(frame.get("message_id")), int(frame.get("index") or 0),
-                                     str(frame.get("text") or "")))  # fmt: skip
+            self.publish(delta_frame(frame["message_id"], frame["index"], frame["text"]))
         elif kind == "error":
             log.warning("sandbox of session %s reported: %s", self.session_id, frame.get("message"))
+
+    def _may_complete(self, message_id: str) -> bool:
+        try:
+            prompt = self.store.get_prompt(message_id)
+        except KeyError:
+            return False
+        return prompt["session_id"] == self.session_id and prompt["status"] in ("queued", "running")
 
     def _on_sandbox_event(self, event: dict[str, Any]) -> None:
         if event["type"] == "sandbox_status":
             self._set_session(sandbox_status=event["status"])
         elif event["type"] == "execution_complete":
-            self._prompt_finished(event["message_id"], bool(event["success"]))
+            self._prompt_finished(event["message_id"], event["success"])
+
+    def _mend(self, sandbox_id: str) -> None:
+        """Start mending a lost bridge, unless a mend is under way (whose failed attaches would
+        otherwise each start another)."""
+        if self._mending:
+            return
+        self._mending += 1
+        self.spawn(self._on_bridge_lost(sandbox_id))
 
     async def _on_bridge_lost(self, sandbox_id: str) -> None:
-        """Reattach while the sandbox lives; when it has died, say so and fail its prompt.
+        """Reattach while the sandbox lives; when it has died, say so and fail its prompt; when
+        the backend cannot tell, wait, and in the end fail the prompt but leave the sandbox.
         Never spawns: a fresh sandbox is started only for a prompt."""
-        for attempt in range(MAX_REATTACH_ATTEMPTS):
-            if not self._still_current(sandbox_id):
-                return
-            if not await self.hub.backend.is_alive(sandbox_id):
-                break
-            await asyncio.sleep(reconnect_delay_s(attempt))
-            if not self._still_current(sandbox_id):
-                return
-            try:
-                await self._ensure_bridge(spawn=False)
-                return
-            except (SandboxGone, BridgeClosed, OSError) as exc:
-                log.info("reattach to %s failed: %s", sandbox_id, exc)
-        if self._still_current(sandbox_id):
-            async with self._bridge_lock:
-                await self._report_dead(sandbox_id)
+        settings = self.hub.settings
+        try:
+            for attempt in range(settings.max_reattach_attempts + 1):
+                if not self._still_current(sandbox_id):
+                    return
+                liveness = await self.hub.backend.liveness(sandbox_id)
+                action = mend_action(liveness, attempt, settings.max_reattach_attempts)
+                if action is MendAction.GIVE_UP:
+                    self._fail_in_flight(UNKNOWN_GIVE_UP)
+                    return
+                if action is MendAction.REPORT_DEAD:
+                    break
+                await asyncio.sleep(reconnect_delay_s(attempt, base_s=settings.reconnect_base_s))
+                if not self._still_current(sandbox_id) or action is MendAction.WAIT:
+                    continue
+                try:
+                    await self._ensure_bridge(spawn=False)
+                    return
+                except SandboxUnknown:
+                    continue
+                except (SandboxGone, BridgeClosed, OSError) as exc:
+                    log.info("reattach to %s failed: %s", sandbox_id, exc)
+                except Exception:
+                    log.exception("reattach to %s failed in the hub", sandbox_id)
+            if self._still_current(sandbox_id):
+                async with self._bridge_lock:
+                    await self._report_dead(sandbox_id)
+        except Exception:
+            log.exception("mending the bridge of session %s to %s failed", self.session_id, sandbox_id)
+        finally:
+            self._mending -= 1
+            self._check_in_flight()
 
     def _still_current(self, sandbox_id: str) -> bool:
         """Whether a lost bridge to ``sandbox_id`` is still ours to mend."""
         return (
             not self.hub.closing
-            and self.bridge is None
+            and (self.bridge is None or self.bridge.closed)
             and self.store.sandbox_record(self.session_id)["sandbox_id"] == sandbox_id
         )
 
     async def _report_dead(self, sandbox_id: str | None) -> None:
         if sandbox_id is None or self.store.sandbox_record(self.session_id)["sandbox_id"] != sandbox_id:
             return
-        reason = self.hub.redactor.text(await self.hub.backend.exit_reason(sandbox_id))
         self.store.update_session(self.session_id, sandbox_id=None)
+        try:
+            reason = self.hub.redactor.text(await self.hub.backend.exit_reason(sandbox_id))
+        except Exception as exc:
+            log.exception("asking why sandbox %s ended failed", sandbox_id)
+            reason = f"the sandbox stopped (its exit reason is unknown: {exc})"
         try:
             await self.hub.backend.terminate(sandbox_id)  # its agent and tools may have outlived it
         except Exception:
@@ -406,8 +576,24 @@ class SessionRunner:
         """Run ``coro`` in the background, owned by this runner so that close() ends it."""
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
         return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        self.hub.release_if_idle(self)
+
+    def at_rest(self) -> bool:
+        """Nothing here to keep in memory: no work, no sandbox (nor link to one), no listener.
+        The store holds the rest; a new runner takes over from it."""
+        return (
+            not self._tasks
+            and not self.subscribers
+            and self.bridge is None
+            and self._interrupt_pending is None
+            and self.store.sandbox_record(self.session_id)["sandbox_id"] is None
+            and not self.store.active_prompt_count(self.session_id)
+        )
 
     async def close(self) -> None:
         self.idle.cancel()

@@ -19,6 +19,7 @@ from typing import Any
 from cloudws_sandbox.protocol import EventBody, make_event, validate_event_body
 
 SCHEMA_VERSION = 1
+DEFAULT_BUSY_TIMEOUT_S = 1.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -99,12 +100,15 @@ def new_id() -> str:
 class SessionStore:
     """SQLite-backed store. ``path`` of ``":memory:"`` gives a throwaway database for tests."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S) -> None:
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path = str(path)
         self._depth = 0  # nesting of open transactions
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        # Calls run on the server's event loop: a lock held by some other process (a backup, a
+        # sqlite3 shell) may stall it this long at most before the call fails instead.
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_s)
+        self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -257,11 +261,14 @@ class SessionStore:
                 if existing is not None:
                     return self._prompt_with_position(existing), False
             self.get_session(session_id)
-            waiting = self._db.execute(
-                "SELECT COUNT(*) FROM prompts WHERE session_id = ? AND status = 'queued'", (session_id,)
+            active = self._db.execute(
+                "SELECT COUNT(*) FROM prompts WHERE session_id = ? AND status IN ('queued', 'running')",
+                (session_id,),
             ).fetchone()[0]
-            if waiting >= max_queue:
-                raise QueueFull(f"the session already has {waiting} queued prompts (limit {max_queue})")
+            # The first active prompt is in hand (running, or queued while its sandbox starts):
+            # only those behind it wait.
+            if active > max_queue:
+                raise QueueFull(f"the session already has {active - 1} prompts waiting (limit {max_queue})")
             position = self._db.execute(
                 "SELECT COALESCE(MAX(position), 0) + 1 FROM prompts WHERE session_id = ?", (session_id,)
             ).fetchone()[0]

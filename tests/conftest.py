@@ -14,7 +14,11 @@ import pytest
 from tornado.httpclient import HTTPClientError
 from tornado.websocket import WebSocketClientConnection
 
+from hub_fakes import make_hub
+from jupyter_cloudws.hub import SessionHub
+from jupyter_cloudws.store import SessionStore
 from jupyter_cloudws.testing.fake_anthropic import FakeAnthropic
+from jupyter_cloudws.testing.fake_backend import FakeBackend
 from support import kill_sandboxes, make_bare_repo
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
@@ -194,3 +198,24 @@ def open_socket(jp_ws_fetch: Callable[..., Any]) -> Callable[..., Any]:
     yield open_
     for sock in sockets:
         sock.close()
+
+
+@pytest.fixture
+def memory_store() -> Iterator[SessionStore]:
+    """A throwaway store for hub tests that need no server."""
+    store = SessionStore(":memory:")
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def fake_backend() -> FakeBackend:
+    return FakeBackend()
+
+
+@pytest.fixture
+def fake_hub(memory_store: SessionStore, fake_backend: FakeBackend) -> Iterator[SessionHub]:
+    """A hub over the fake backend, with the heartbeat off and no pause between reattaches."""
+    hub = make_hub(memory_store, fake_backend)
+    yield hub
+    asyncio.get_event_loop().run_until_complete(hub.close())

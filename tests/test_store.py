@@ -293,17 +293,33 @@ class TestPromptQueue:
     def test_a_full_queue_refuses_more(self, store):
         sid = new_session(store)["id"]
         p1, _ = enqueue(store, sid, crid="r1", max_queue=2)
-        enqueue(store, sid, crid="r2", max_queue=2)
-        with pytest.raises(QueueFull):
-            enqueue(store, sid, crid="r3", max_queue=2)
-        assert store.active_prompt_count(sid) == 2
+        p2, _ = enqueue(store, sid, crid="r2", max_queue=2)
+        enqueue(store, sid, crid="r3", max_queue=2)
+        with pytest.raises(QueueFull, match="2 prompts waiting"):
+            enqueue(store, sid, crid="r4", max_queue=2)
+        assert store.active_prompt_count(sid) == 3
         # A retry of an accepted prompt is still answered while the queue is full.
         retried, created = enqueue(store, sid, crid="r1", max_queue=2)
         assert (retried["id"], created) == (p1["id"], False)
-        # Only waiting prompts count: once one runs, there is room again.
-        store.set_prompt_status(p1["id"], "running")
-        _, created = enqueue(store, sid, crid="r3", max_queue=2)
+        # Once one is over, there is room again.
+        store.set_prompt_status(p1["id"], "done")
+        _, created = enqueue(store, sid, crid="r4", max_queue=2)
         assert created is True
+
+    def test_the_first_prompt_does_not_wait_while_its_sandbox_starts(self, store):
+        # Still queued until it is sent, but it is the one in hand, not one waiting behind it.
+        sid = new_session(store)["id"]
+        enqueue(store, sid, crid="first", max_queue=1)
+        _, created = enqueue(store, sid, crid="second", max_queue=1)
+        assert created is True
+        with pytest.raises(QueueFull):
+            enqueue(store, sid, crid="third", max_queue=1)
+
+    def test_a_queue_limit_of_zero_allows_only_the_prompt_in_hand(self, store):
+        sid = new_session(store)["id"]
+        enqueue(store, sid, crid="first", max_queue=0)
+        with pytest.raises(QueueFull):
+            enqueue(store, sid, crid="second", max_queue=0)
 
     def test_enqueue_into_an_unknown_session_raises(self, store):
         with pytest.raises(UnknownSession):
@@ -426,3 +442,19 @@ def test_a_transaction_of_several_calls_stores_all_of_them_or_none(tmp_path):
     # Calls outside a transaction still commit on their own.
     store.append_event(sid, {"type": "error", "code": "x", "message": "y"})
     assert SessionStore(tmp_path / "atomic.sqlite").get_session(sid)["last_seq"] == 2
+
+
+def test_a_lock_held_elsewhere_fails_a_write_after_the_busy_timeout(tmp_path):
+    # The store runs on the server's event loop: it may wait for a lock only briefly.
+    store = SessionStore(tmp_path / "db.sqlite", busy_timeout_s=0.05)
+    assert store._db.execute("PRAGMA busy_timeout").fetchone()[0] == 50
+    other = sqlite3.connect(tmp_path / "db.sqlite", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # e.g. a backup or a sqlite3 shell holding the write lock
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            new_session(store)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert new_session(store)["id"]
+    store.close()

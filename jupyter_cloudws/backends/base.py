@@ -7,14 +7,69 @@ speaks the bridge protocol over it. Nothing here knows about sessions or events.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import ClassVar, Protocol
 
 from traitlets.config import LoggingConfigurable
 
 
+log = logging.getLogger("jupyter_cloudws.backends")
+
+
 class SandboxGone(RuntimeError):
     """The sandbox no longer exists or its daemon cannot be reached."""
+
+
+class Liveness(Enum):
+    """The backend's answer to "is this sandbox alive?". ``UNKNOWN`` means it could not tell
+    (an API error, a timeout): the hub then neither kills nor replaces the sandbox."""
+
+    ALIVE = "alive"
+    DEAD = "dead"
+    UNKNOWN = "unknown"
+
+
+class LineTooLong(Exception):
+    """A line longer than the stream's limit came in; it was read to its end and discarded,
+    so the stream is still usable."""
+
+    def __init__(self, size_bytes: int, max_bytes: int) -> None:
+        super().__init__(f"a line of at least {size_bytes} bytes exceeds the limit of {max_bytes} bytes")
+        self.size_bytes = size_bytes
+        self.max_bytes = max_bytes
+
+
+async def read_bounded_line(reader: asyncio.StreamReader, max_bytes: int) -> bytes:
+    """The next line (with its newline; ``b""`` at end of stream) from ``reader``, which must
+    have been made with a ``limit`` of at least ``max_bytes``. A longer line is consumed to its
+    end without being held whole, then :class:`LineTooLong` is raised."""
+    try:
+        line = await reader.readuntil(b"\n")
+    except asyncio.IncompleteReadError as exc:
+        line = exc.partial  # the stream ended in the middle of a line
+    except asyncio.LimitOverrunError as exc:
+        raise LineTooLong(await _drop_line(reader, exc.consumed), max_bytes) from None
+    if len(line) > max_bytes:
+        raise LineTooLong(len(line), max_bytes)
+    return line
+
+
+async def _drop_line(reader: asyncio.StreamReader, consumed: int) -> int:
+    """Read past the rest of an overlong line, a buffer at a time; return the bytes dropped.
+    ``consumed`` is how much of it the reader holds (from its ``LimitOverrunError``)."""
+    dropped = 0
+    while True:
+        try:
+            if consumed:
+                dropped += len(await reader.readexactly(consumed))
+            return dropped + len(await reader.readuntil(b"\n"))
+        except asyncio.IncompleteReadError as end:
+            return dropped + len(end.partial)
+        except asyncio.LimitOverrunError as more:
+            consumed = more.consumed
 
 
 @dataclass(frozen=True)
@@ -45,7 +100,8 @@ class BridgeStream(Protocol):
     """A duplex byte stream carrying newline-delimited frames."""
 
     async def readline(self) -> bytes:
-        """The next line including its newline; ``b""`` at end of stream."""
+        """The next line including its newline; ``b""`` at end of stream. A line over the
+        stream's limit raises :class:`LineTooLong` once it has been read past and dropped."""
 
     async def write(self, data: bytes) -> None: ...
 
@@ -71,6 +127,19 @@ class SandboxBackend(LoggingConfigurable):
 
     async def is_alive(self, sandbox_id: str) -> bool:
         raise NotImplementedError
+
+    async def liveness(self, sandbox_id: str) -> Liveness:
+        """Alive, dead, or unknown when the backend could not tell. The default asks
+        :meth:`is_alive` and takes an exception from it for "unknown"; a backend that can tell
+        "gone" from "could not ask" better overrides this."""
+        try:
+            alive = await self.is_alive(sandbox_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("could not tell whether sandbox %s is alive: %s", sandbox_id, exc)
+            return Liveness.UNKNOWN
+        return Liveness.ALIVE if alive else Liveness.DEAD
 
     async def connect(self, sandbox_id: str) -> BridgeStream:
         """A fresh byte stream to the sandbox's daemon; raises :class:`SandboxGone`."""

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+from cloudws_sandbox.protocol import BRIDGE_MAX_LINE_BYTES
+
+from .base import read_bounded_line
+
 
 class StreamPair:
     """A :class:`BridgeStream` over an asyncio reader/writer pair."""
@@ -13,7 +17,7 @@ class StreamPair:
         self._writer = writer
 
     async def readline(self) -> bytes:
-        return await self._reader.readline()
+        return await read_bounded_line(self._reader, BRIDGE_MAX_LINE_BYTES)
 
     async def write(self, data: bytes) -> None:
         self._writer.write(data)
@@ -37,7 +41,7 @@ class ProcessStream:
 
     async def readline(self) -> bytes:
         assert self.proc.stdout is not None
-        return await self.proc.stdout.readline()
+        return await read_bounded_line(self.proc.stdout, BRIDGE_MAX_LINE_BYTES)
 
     async def write(self, data: bytes) -> None:
         assert self.proc.stdin is not None

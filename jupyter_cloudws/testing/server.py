@@ -90,8 +90,10 @@ class ServerProcess:
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"token {self.token}"}
 
-    def start(self, timeout_s: float = 30.0, port: int | None = None) -> ServerProcess:
-        """Start on ``port`` (default: a free one); a restart on the old port keeps the URL clients know."""
+    def start(self, timeout_s: float = 30.0, port: int | None = None, *, ready_path: str = "") -> ServerProcess:
+        """Start on ``port`` (default: a free one); a restart on the old port keeps the URL clients know.
+        Ready once the extension's status answers, or, with ``ready_path``, that server path
+        (e.g. ``api/status`` for a server whose extension is expected to fail)."""
         self.port = port or free_port()
         for sub in ("config", "data", "runtime", "work"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
@@ -124,7 +126,8 @@ class ServerProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"jupyter server exited: {self.log_tail()}")
             try:
-                if httpx.get(self.api_url + "/status", headers=self.headers, timeout=2).status_code == 200:
+                probe = self.url + ready_path if ready_path else self.api_url + "/status"
+                if httpx.get(probe, headers=self.headers, timeout=2).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass

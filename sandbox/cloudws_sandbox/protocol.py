@@ -138,6 +138,12 @@ EVENT_TYPES: dict[str, type[EventBody]] = {
     )
 }
 
+# What a sandbox may put in its log and send the hub. ``user_message`` is the hub's alone: a
+# sandbox that could write one would put words in the user's mouth.
+SANDBOX_EVENT_TYPES: frozenset[str] = frozenset(EVENT_TYPES) - {"user_message"}
+
+MAX_SEQ = 2**53  # seq numbers beyond this are refused (JSON readers lose integer precision)
+
 _REQUIRED: dict[str, tuple[str, ...]] = {
     name: tuple(
         f.name
@@ -145,6 +151,30 @@ _REQUIRED: dict[str, tuple[str, ...]] = {
         if f.default is MISSING and f.default_factory is MISSING
     )
     for name, cls in EVENT_TYPES.items()
+}
+
+
+def _type_check(annotation: str) -> tuple[Any, str]:
+    """A checker for a field annotation as written in the dataclasses above, and its name."""
+    optional = annotation.endswith(" | None")
+    base = annotation.removesuffix(" | None")
+    checks: dict[str, tuple[Any, str]] = {
+        "str": (lambda v: isinstance(v, str), "a string"),
+        "bool": (lambda v: isinstance(v, bool), "true or false"),
+        "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+        "float": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
+        "dict[str, Any]": (lambda v: isinstance(v, dict), "an object"),
+    }
+    check, what = checks[base]
+    if optional:
+        return (lambda v: v is None or check(v)), what + " or null"
+    return check, what
+
+
+# Field name -> (check, description) per event type, from the dataclass annotations, so the
+# types are written once. Checked on every event a sandbox sends and the hub stores.
+_FIELD_TYPES: dict[str, dict[str, tuple[Any, str]]] = {
+    name: {f.name: _type_check(str(f.type)) for f in fields(cls)} for name, cls in EVENT_TYPES.items()
 }
 
 
@@ -174,6 +204,9 @@ def validate_event_body(data: dict[str, Any]) -> dict[str, Any]:
     missing = [name for name in _REQUIRED[kind] if name not in data]
     if missing:
         raise ProtocolError("bad_event", f"{kind} event lacks {', '.join(missing)}")
+    for name, (check, what) in _FIELD_TYPES[kind].items():
+        if name in data and not check(data[name]):
+            raise ProtocolError("bad_event", f"{kind} event field {name!r} must be {what}")
     if kind == "sandbox_status" and data["status"] not in SANDBOX_STATUSES:
         raise ProtocolError("bad_event", f"unknown sandbox status {data['status']!r}")
     if kind == "tool_call" and data.get("status", "running") not in TOOL_STATUSES:
@@ -364,10 +397,24 @@ def parse_bridge_reply(raw: str | bytes) -> dict[str, Any]:
     if kind == "event":
         event = obj.get("event")
         seq = event.get("seq") if isinstance(event, dict) else None
-        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
-            raise ProtocolError("bad_event", "event frame needs an event with an integer seq")
+        if not isinstance(seq, int) or isinstance(seq, bool) or not 1 <= seq <= MAX_SEQ:
+            raise ProtocolError("bad_event", f"event frame needs an event with an integer seq from 1 to {MAX_SEQ}")
         validate_event_body(event)
-    elif kind not in ("delta", "attached", "ack", "pong", "error"):
+        if event["type"] not in SANDBOX_EVENT_TYPES:
+            raise ProtocolError("forbidden_event", f"a sandbox may not send {event['type']!r} events")
+    elif kind == "delta":
+        if not isinstance(obj.get("message_id"), str) or not isinstance(obj.get("text"), str):
+            raise ProtocolError("bad_frame", "delta frame needs string 'message_id' and 'text'")
+        index = obj.get("index", 0)
+        if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+            raise ProtocolError("bad_frame", "delta frame 'index' must be an integer >= 0")
+        obj["index"] = index
+    elif kind == "attached":
+        last_seq = obj.get("last_seq", 0)
+        if not isinstance(last_seq, int) or isinstance(last_seq, bool) or not 0 <= last_seq <= MAX_SEQ:
+            raise ProtocolError("bad_frame", f"attached frame 'last_seq' must be an integer from 0 to {MAX_SEQ}")
+        obj["last_seq"] = last_seq
+    elif kind not in ("ack", "pong", "error"):
         raise ProtocolError("unknown_kind", f"unknown bridge reply {kind!r}")
     return obj
 
