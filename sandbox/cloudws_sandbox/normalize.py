@@ -12,9 +12,14 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from .protocol import AssistantText, EventBody, ToolCall
+from .protocol import BRIDGE_MAX_LINE_BYTES, AssistantText, EventBody, ToolCall, dumps
 
 DEFAULT_MAX_OUTPUT_CHARS = 64_000
+DEFAULT_MAX_INPUT_CHARS = 64_000  # per string in a tool's input (a Write's content, an Edit's text)
+DEFAULT_MAX_TEXT_CHARS = 256_000  # one block of assistant text
+# A whole tool input, serialized, stays under this even when it holds many long strings; with
+# UTF-8 at up to 4 bytes a character, a tool_call event then fits in one bridge frame with room.
+MAX_INPUT_JSON_CHARS = BRIDGE_MAX_LINE_BYTES // 16
 
 
 @dataclass(frozen=True)
@@ -57,7 +62,12 @@ class _OpenCall:
 
 @dataclass
 class Normalizer:
+    """Turns the agent's lines into events, each small enough for one bridge frame: long tool
+    inputs, outputs and texts are cut here, at the source, with a visible note of what was cut."""
+
     max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS
+    max_input_chars: int = DEFAULT_MAX_INPUT_CHARS
+    max_text_chars: int = DEFAULT_MAX_TEXT_CHARS
     message_id: str = ""
     agent_session_id: str | None = None
     model: str | None = None  # the model the agent reported at the start of its latest turn
@@ -118,11 +128,13 @@ class Normalizer:
             btype = block.get("type")
             if btype == "text" and block.get("text", "").strip():
                 self._text_blocks += 1
-                out.append(AssistantText(self.message_id, block["text"], self._text_blocks))
+                out.append(AssistantText(self.message_id, truncate(block["text"], self.max_text_chars),
+                                         self._text_blocks))  # fmt: skip
             elif btype == "tool_use":
                 call_id = str(block.get("id"))
                 tool = str(block.get("name"))
-                tool_input = block.get("input") if isinstance(block.get("input"), dict) else {}
+                raw_input = block.get("input") if isinstance(block.get("input"), dict) else {}
+                tool_input = cut_input(raw_input, self.max_input_chars)
                 self._open_calls[call_id] = _OpenCall(tool, tool_input, now_s)
                 out.append(ToolCall(self.message_id, call_id, tool, tool_input, "running"))
         return out
@@ -161,6 +173,7 @@ class Normalizer:
             # An API error ends the turn with subtype "success" and is_error: the text says it all.
             subtype = line.get("subtype") or "error"
             error = detail or subtype if subtype == "success" else f"{subtype}: {detail}".rstrip(": ")
+            error = truncate(str(error), self.max_text_chars)
         return TurnEnd(
             success=not is_error,
             error=error,
@@ -184,6 +197,26 @@ def _result_text(content: Any) -> str:
                 parts.append("[image]")
         return "\n".join(parts)
     return "" if content is None else json.dumps(content)
+
+
+def cut_input(value: dict[str, Any], max_chars: int) -> dict[str, Any]:
+    """A tool input with every string longer than ``max_chars`` cut (with a note); if the whole
+    is still too large to send, a preview of it in its place, so no event outgrows a frame."""
+    cut = _cut_strings(value, max_chars)
+    text = dumps(cut)
+    if len(text) <= MAX_INPUT_JSON_CHARS:
+        return cut
+    return {"truncated_input": truncate(text, max_chars)}
+
+
+def _cut_strings(value: Any, max_chars: int) -> Any:
+    if isinstance(value, str):
+        return truncate(value, max_chars)
+    if isinstance(value, dict):
+        return {str(k): _cut_strings(v, max_chars) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_cut_strings(v, max_chars) for v in value]
+    return value
 
 
 def truncate(text: str, max_chars: int) -> str:

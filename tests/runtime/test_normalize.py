@@ -6,8 +6,24 @@ import json
 
 import pytest
 
-from cloudws_sandbox.protocol import AssistantText, ToolCall, validate_event_body
-from cloudws_sandbox.normalize import DEFAULT_MAX_OUTPUT_CHARS, BlockEnd, Delta, Normalizer, TurnEnd, truncate
+from cloudws_sandbox.protocol import (
+    BRIDGE_MAX_LINE_BYTES,
+    AssistantText,
+    ToolCall,
+    dumps,
+    make_event,
+    validate_event_body,
+)
+from cloudws_sandbox.normalize import (
+    DEFAULT_MAX_OUTPUT_CHARS,
+    MAX_INPUT_JSON_CHARS,
+    BlockEnd,
+    Delta,
+    Normalizer,
+    TurnEnd,
+    cut_input,
+    truncate,
+)
 
 AGENT_SESSION = "5b0c8f1e-3a47-4f7e-9d52-1c2b3a4d5e6f"
 MID = "prompt-1"
@@ -339,3 +355,43 @@ def test_the_end_of_a_streamed_text_block_is_reported_once_and_a_tool_block_end_
         block_start(1, "tool_use"), json_delta(1, '{"command": "ls"}'), block_stop(1),
     ])  # fmt: skip
     assert [o for o in out if isinstance(o, BlockEnd)] == [BlockEnd(MID, 1)]
+
+
+def test_a_big_write_is_cut_at_the_source_with_a_note_and_fits_a_frame():
+    n = Normalizer(max_input_chars=1000)
+    n.begin(MID)
+    big = "é" * (BRIDGE_MAX_LINE_BYTES // 2 + 1)  # over the frame limit once UTF-8 encoded
+    [started] = n.feed(assistant(tool_use("toolu_w", "Write", {"file_path": "/repo/big.txt", "content": big})), 0.0)
+    [finished] = n.feed(tool_result("toolu_w", "File created successfully at: /repo/big.txt"), 1.0)
+    for call in (started, finished):
+        assert call.input["file_path"] == "/repo/big.txt", "short values are kept whole"
+        assert call.input["content"].startswith("é" * 1000) and not call.input["content"].startswith("é" * 1001)
+        assert call.input["content"].endswith(f"({len(big) - 1000} more characters not shown)")
+        frame = dumps({"kind": "event", "event": make_event(call, 1)})
+        assert len(frame.encode()) < BRIDGE_MAX_LINE_BYTES
+        validate_event_body(call.to_dict())
+
+
+def test_strings_nested_in_a_tool_input_are_cut_too():
+    edits = [{"old_string": "a" * 50, "new_string": "b" * 5000}, {"old_string": "c", "new_string": "d"}]
+    cut = cut_input({"edits": edits, "replace_all": False, "count": 3}, 100)
+    assert cut["edits"][0]["old_string"] == "a" * 50
+    assert cut["edits"][0]["new_string"].endswith("(4900 more characters not shown)")
+    assert cut["edits"][1] == {"old_string": "c", "new_string": "d"}
+    assert (cut["replace_all"], cut["count"]) == (False, 3)
+
+
+def test_an_input_of_very_many_strings_is_replaced_by_a_preview_that_fits_a_frame():
+    many = {f"k{i}": "x" * 1000 for i in range(MAX_INPUT_JSON_CHARS // 1000 + 10)}
+    cut = cut_input(many, 1000)
+    assert list(cut) == ["truncated_input"]
+    assert cut["truncated_input"].startswith('{"k0":"xxx') and "more characters not shown" in cut["truncated_input"]
+
+
+def test_a_huge_assistant_text_and_error_are_cut_with_a_note():
+    n = Normalizer(max_text_chars=100)
+    n.begin(MID)
+    [said] = n.feed(assistant(text("y" * 1000)), 0.0)
+    assert said.text.endswith("(900 more characters not shown)")
+    end = n.feed(result_success(subtype="error_during_execution", is_error=True, result="z" * 1000), 1.0)[0]
+    assert end.error.endswith("more characters not shown)") and len(end.error) < 200
