@@ -10,6 +10,7 @@ import pytest
 from support import eventually, kill_sandboxes, sandbox_commands
 
 from cloudws_sandbox.idle import IDLE_TIMEOUT_ENV
+from cloudws_sandbox.protocol import PromptRequest
 from jupyter_cloudws.backends.base import SandboxBackend
 from jupyter_cloudws.hub import HubSettings, SessionHub
 from jupyter_cloudws.store import SessionStore
@@ -89,3 +90,49 @@ def test_a_sandbox_whose_server_is_gone_for_good_ends_itself(tmp_path: Path, san
     finally:
         kill_sandboxes(data_dir)
 
+
+
+class Clock:
+    def __init__(self, now_s: float) -> None:
+        self.now_s = now_s
+
+    def __call__(self) -> float:
+        return self.now_s
+
+
+async def test_typing_counts_as_activity_and_the_stop_comes_a_whole_timeout_after_it(
+    api, open_socket, make_repo, fake_anthropic, jp_serverapp, cloudws_data_dir: Path
+):
+    fake_anthropic.on("hello", text("Hello!"))
+    session = await api.new_session(make_repo())
+    sid = session["id"]
+    first = await api.prompt(sid, "hello")
+    await api.wait_until_complete(sid, first["message_id"])
+    runner = jp_serverapp.web_app.settings["cloudws_hub"].runner(sid)
+    assert runner.idle.timeout_s == 600, "the default"
+    # Time is the test's from here: the runner decides with this clock, its real timer stays far off.
+    clock = runner.idle.clock = Clock(runner.idle.last_activity_s)
+    sock = await open_socket(sid)
+
+    clock.now_s += 599
+    runner.idle.check()
+    await sock.send({"type": "typing"})
+    await sock.send({"type": "ping"})
+    await sock.until(lambda f: f["type"] == "pong")  # frames are handled in order: typing was seen
+    assert runner.idle.last_activity_s == clock.now_s, "typing is activity"
+    clock.now_s += 599
+    runner.idle.check()
+    assert runner.idle.next_check_s == 1, "599 s after the typing: not idle yet, due in a second"
+    clock.now_s += 1
+    runner.idle.check()  # due: the stop is on its way, but a prompt comes first
+    hub = jp_serverapp.web_app.settings["cloudws_hub"]
+    again = hub.submit_prompt(sid, PromptRequest("hello again"), {"username": "ada"})
+    assert (await api.wait_until_complete(sid, again["message_id"]))["success"] is True
+    statuses = [e["status"] for e in await api.events(sid) if e["type"] == "sandbox_status"]
+    assert "stopped" not in statuses and statuses.count("spawning") == 1, "the stop gave way to the prompt"
+
+    clock.now_s += 600
+    runner.idle.check()
+    stopped = await api.wait_for_event(sid, lambda e: e["type"] == "sandbox_status" and e["status"] == "stopped", 30)
+    assert stopped["detail"].startswith("idle: no prompt for 600 s")
+    assert await eventually(lambda: sandbox_commands(cloudws_data_dir) == [], 10)

@@ -55,17 +55,17 @@ class IdleTimer:
         self.timeout_s = timeout_s
         self._is_busy = is_busy
         self._on_idle = on_idle
-        self._clock = clock
+        self.clock = clock
         self.last_activity_s = clock()
         self._handle: asyncio.TimerHandle | None = None
         self.next_check_s: float | None = None  # delay of the armed timer, for tests and logs
 
     def verdict(self) -> IdleVerdict:
-        return idle_verdict(busy=self._is_busy(), last_activity_s=self.last_activity_s, now_s=self._clock(),
+        return idle_verdict(busy=self._is_busy(), last_activity_s=self.last_activity_s, now_s=self.clock(),
                             timeout_s=self.timeout_s)  # fmt: skip
 
     def touch(self) -> None:
-        self.last_activity_s = self._clock()
+        self.last_activity_s = self.clock()
         self.check()
 
     def check(self) -> None:
