@@ -40,6 +40,11 @@ class LoopThread:
     def call_soon(self, callback: Any, *args: Any) -> None:
         self._ensure_started().call_soon_threadsafe(callback, *args)
 
+    def call_later(self, delay_s: float, callback: Any, *args: Any) -> None:
+        """Run ``callback(*args)`` on the loop thread after ``delay_s`` seconds (from any thread)."""
+        loop = self._ensure_started()
+        loop.call_soon_threadsafe(loop.call_later, delay_s, callback, *args)
+
     @property
     def in_loop_thread(self) -> bool:
         return self._thread is not None and threading.current_thread() is self._thread

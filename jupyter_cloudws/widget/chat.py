@@ -5,7 +5,18 @@ whole history from the kernel. It is updated in place, without a trait sync, and
 sent to the front end as an ``upsert`` message: one event costs one small message, never a
 resend of the whole transcript.
 
-Stream callbacks come from the client's background thread; a lock keeps the transcript whole.
+Three threads touch the widget: the kernel's (front-end messages, displays), the client's
+stream thread (events, deltas, and the throttled re-render, scheduled on that thread's loop) and
+nothing else. ipywidgets is not thread-safe: a trait write sends a sync message and goes through
+``hold_sync`` and the property lock, which are per-widget state. So every trait write and every
+message, from either thread, happens under one lock, ``self._lock``; the ipywidgets entry points
+that send or read state (``send``, ``send_state``, ``set_state``, ``get_state``) take it too.
+
+Why a lock rather than handing everything to the kernel's thread (its io loop's
+``add_callback``): that thread is busy for as long as a cell runs, and a cell that calls
+``session.wait()`` would freeze the chat until the prompt has ended -- the one moment a live view
+matters. Under the lock the stream thread keeps the chat current while a cell blocks. Nothing
+slow runs under it: requests to the hub are made before taking it.
 """
 
 from __future__ import annotations
@@ -56,14 +67,15 @@ class ChatWidget(anywidget.AnyWidget):
     notice = traitlets.Unicode("").tag(sync=True)
 
     def __init__(self, client: Client, session: Session | None = None, **kwargs: Any) -> None:
+        self._lock = threading.RLock()  # before anything can send: see the module docstring
         super().__init__(**kwargs)
         self.client = client
         self._session: Session | None = None
         self._unsubscribe: Any = None
-        self._lock = threading.RLock()
         self._transcript = Transcript()
         self._last_render_s = 0.0
-        self._render_timer: threading.Timer | None = None
+        self._render_scheduled = False
+        self._closed = False
         self._last_typing_s = 0.0
         self.on_msg(self._on_front_end_message)
         self.isolation = _isolation(client)
@@ -78,6 +90,24 @@ class ChatWidget(anywidget.AnyWidget):
     def current(self) -> Session | None:
         return self._session
 
+    # -- ipywidgets' entry points, under the lock -------------------------------------------------
+
+    def send(self, content: Any, buffers: Any = None) -> None:
+        with self._lock:
+            super().send(content, buffers)
+
+    def send_state(self, key: Any = None) -> None:
+        with self._lock:
+            super().send_state(key)
+
+    def set_state(self, sync_data: Any) -> None:
+        with self._lock:
+            super().set_state(sync_data)
+
+    def get_state(self, key: Any = None, drop_defaults: bool = False) -> dict[str, Any]:
+        with self._lock:  # a new view or a reload must not see the transcript mid-update
+            return super().get_state(key, drop_defaults)
+
     def open_session(self, session: Session) -> None:
         with self._lock:
             if self._unsubscribe is not None:
@@ -91,36 +121,45 @@ class ChatWidget(anywidget.AnyWidget):
                 self._sync_status()
             self._show("chat")
             # Replays every event so far, then streams: the transcript fills in from callbacks.
-            self._unsubscribe = session.subscribe(self._on_stream)
+            self._unsubscribe = session.subscribe(lambda kind, payload: self._on_stream(session, kind, payload))
 
     def show_sessions(self, q: str | None = None, *, switch: bool = True) -> None:
         """Refresh the picker's list; with ``switch``, also show it when no session is open."""
         try:
-            listed = self.client.sessions(q=q or None)
-            self.sessions = [_session_dict(s) for s in listed]
-            self.recent_repos = self.client.recent_repos()
+            listed = [_session_dict(s) for s in self.client.sessions(q=q or None)]
+            recent = self.client.recent_repos()
         except Exception as exc:  # shown in the widget: a traceback in a callback goes nowhere
-            self.error = str(exc)
-        if switch and self._session is None:
-            self._show("sessions")
+            self._set(error=str(exc))
+        else:
+            self._set(sessions=listed, recent_repos=recent)
+        with self._lock:
+            if switch and self._session is None:
+                self._show("sessions")
+
+    def _set(self, **traits: Any) -> None:
+        with self._lock, self.hold_sync():
+            for name, value in traits.items():
+                setattr(self, name, value)
 
     def _show(self, view: str) -> None:
-        self.view = view
-        self.send({"type": "view", "view": view})
+        with self._lock:
+            self.view = view
+            self.send({"type": "view", "view": view})
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True  # a re-render still scheduled does nothing
             if self._unsubscribe is not None:
                 self._unsubscribe()
                 self._unsubscribe = None
-            if self._render_timer is not None:
-                self._render_timer.cancel()
-        super().close()
+            super().close()
 
     # -- the stream (client thread) ----------------------------------------------------------
 
-    def _on_stream(self, kind: str, payload: dict[str, Any]) -> None:
+    def _on_stream(self, source: Session, kind: str, payload: dict[str, Any]) -> None:
         with self._lock:
+            if source is not self._session:
+                return  # a callback of the session shown before a switch, come too late
             if kind == "event":
                 self._push(self._transcript.apply(payload))
                 self._sync_status()
@@ -137,30 +176,37 @@ class ChatWidget(anywidget.AnyWidget):
         now = time.monotonic()
         if now - self._last_render_s >= STREAM_RENDER_INTERVAL_S:
             self._render_streaming()
-        elif self._render_timer is None:
-            delay_s = STREAM_RENDER_INTERVAL_S - (now - self._last_render_s)
-            self._render_timer = threading.Timer(delay_s, self._render_streaming)
-            self._render_timer.daemon = True
-            self._render_timer.start()
+        elif not self._render_scheduled:
+            # On the stream thread's loop, not a timer thread of its own: one thread fewer that
+            # writes to the widget, and the render runs in order with the stream's callbacks.
+            self._render_scheduled = True
+            try:
+                self.client._loop.call_later(STREAM_RENDER_INTERVAL_S - (now - self._last_render_s),
+                                             self._render_streaming)  # fmt: skip
+            except RuntimeError:  # the client is closed: the final text comes with its event
+                self._render_scheduled = False
 
     def _render_streaming(self) -> None:
         with self._lock:
-            self._render_timer = None
+            self._render_scheduled = False
+            if self._closed:
+                return
             self._last_render_s = time.monotonic()
             self._push(self._transcript.render_streaming())
 
     def _push(self, items: list[Item]) -> None:
         if not items:
             return
-        # The trait's list is updated in place: the kernel's state stays whole for a reload,
-        # and only the changed items travel.
-        self.transcript.clear()
-        self.transcript.extend(self._transcript.items)
-        self.send({"type": "upsert", "items": items})
+        with self._lock:
+            # The trait's list is updated in place: the kernel's state stays whole for a reload,
+            # and only the changed items travel.
+            self.transcript.clear()
+            self.transcript.extend(self._transcript.items)
+            self.send({"type": "upsert", "items": items})
 
     def _sync_status(self) -> None:
         t = self._transcript
-        with self.hold_sync():
+        with self._lock, self.hold_sync():
             self.working = t.working
             self.running_message_id = t.running_message_id
             self.sandbox_status = t.sandbox_status if t.last_seq else (self.session or {}).get(
@@ -173,7 +219,7 @@ class ChatWidget(anywidget.AnyWidget):
     def _on_front_end_message(self, _: Any, content: dict[str, Any], buffers: list[bytes]) -> None:
         kind = content.get("type")
         try:
-            self.error = ""
+            self._set(error="")
             if kind == "send":
                 self._require_session().prompt(str(content.get("text") or ""), model=content.get("model") or None)
             elif kind == "stop":
@@ -192,7 +238,7 @@ class ChatWidget(anywidget.AnyWidget):
             elif kind == "rename":
                 session = self._require_session()
                 session.rename(str(content.get("title") or ""))
-                self.session = _session_dict(session)
+                self._set(session=_session_dict(session))
             elif kind == "archive":
                 self._require_session().archive()
                 with self._lock:
@@ -200,10 +246,10 @@ class ChatWidget(anywidget.AnyWidget):
                         self._unsubscribe()
                         self._unsubscribe = None
                     self._session = None
-                self.session = {}
+                    self.session = {}
                 self.show_sessions()
         except Exception as exc:
-            self.error = str(exc)
+            self._set(error=str(exc))
 
     def _require_session(self) -> Session:
         if self._session is None:

@@ -17,7 +17,9 @@ def widget_for(client: Any, session: Any | None = None) -> ChatWidget:
     if session is None:
         return ChatWidget(client)
     widget = getattr(session, _WIDGET_ATTR, None)
-    if widget is None or widget.comm is None:  # closed widgets cannot be shown again
+    # A closed widget cannot be shown again, and one whose picker has since opened another
+    # session no longer shows this one: either way this session gets a widget of its own.
+    if widget is None or widget.comm is None or widget.current is not session:
         widget = ChatWidget(client, session)
         setattr(session, _WIDGET_ATTR, widget)
     return widget
