@@ -42,6 +42,7 @@ log = logging.getLogger("jupyter_cloudws.runner")
 
 Subscriber = Callable[[dict[str, Any]], None]
 T = TypeVar("T")
+MAX_SPAWNS_PER_PROMPT = 2  # a prompt whose fresh sandboxes keep dying before it is sent fails
 BRIDGE_CLOSE_TIMEOUT_S = 5.0  # closing a half-open link may wait for a peer that never answers
 MAX_BAD_FRAMES_RECORDED = 5  # per connection; after that one note, so a flood cannot fill the DB
 UNKNOWN_GIVE_UP = (
@@ -79,6 +80,7 @@ class SessionRunner:
         self.idle = IdleTimer(hub.settings.sandbox_idle_timeout_s, self._idle_held, self._on_idle)
         self._mending = 0  # lost-bridge handlers at work: a running prompt may wait for them
         self._retiring = False  # retire() is ending the sandbox, and then the prompt it ran
+        self._spawns = 0  # sandboxes started by this runner
 
     # -- fan-out ----------------------------------------------------------------------------
 
@@ -163,9 +165,12 @@ class SessionRunner:
         """
         error = "no sandbox could be reached"
         attempts = self.hub.settings.max_reattach_attempts
+        spawns_before = self._spawns
         for attempt in range(attempts + 1):
             if self._status(message_id) != "queued" or self.hub.closing:
                 break
+            if self._spawns - spawns_before >= MAX_SPAWNS_PER_PROMPT:
+                break  # fresh sandboxes die before taking it: starting more would not help
             if attempt:
                 await asyncio.sleep(reconnect_delay_s(attempt - 1, base_s=self.hub.settings.reconnect_base_s))
             try:
@@ -338,6 +343,7 @@ class SessionRunner:
             branch=session["branch"], model=session["model"], env=self.hub.sandbox_env(),
             secret_names=self.hub.settings.secret_names, conversation_dir=self.hub.conversation_dir(self.session_id),
         )  # fmt: skip
+        self._spawns += 1
         try:
             sandbox_id = await self.hub.backend.create(spec)
         except Exception as exc:

@@ -7,7 +7,7 @@ import asyncio
 
 from hub_fakes import WAIT_S, completions, events_of, make_hub, new_session, running_on, send, status
 
-from jupyter_cloudws.backends.base import Liveness
+from jupyter_cloudws.backends.base import Liveness, SandboxGone
 from jupyter_cloudws.runner import UNKNOWN_GIVE_UP
 from jupyter_cloudws.testing.fake_backend import settle, until
 
@@ -192,3 +192,21 @@ async def test_runners_of_sessions_at_rest_are_let_go(fake_hub, fake_backend):
     fake_hub.update_session(sids[0], {"archived": True})  # ends its sandbox
     await until(lambda: not fake_hub._runners, WAIT_S)
     assert fake_backend.terminated == [sandbox.id]
+
+
+async def test_a_prompt_whose_fresh_sandboxes_keep_dying_fails_after_two(fake_hub, fake_backend):
+    sid = new_session(fake_hub)
+    fake_backend.connect_error = SandboxGone("the daemon exited at once")  # every new sandbox dies
+    original_create = fake_backend.create
+
+    async def create_then_die(spec):
+        sandbox_id = await original_create(spec)
+        fake_backend.sandboxes[sandbox_id].die()
+        return sandbox_id
+
+    fake_backend.create = create_then_die
+    prompt = send(fake_hub, sid, "go")
+    await until(lambda: status(fake_hub, prompt) == "failed", WAIT_S)
+    assert len(fake_backend.created) == 2
+    (done,) = completions(fake_hub, sid, prompt)
+    assert done["error"] == "no sandbox: the daemon exited at once"
