@@ -12,7 +12,9 @@ from typing import IO, Any
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
-from traitlets import Bool, Dict, Float, Int, List, Type, Unicode, default, import_item
+from traitlets import Bool, Dict, Float, Int, List, TraitError, Type, Unicode, default, import_item, validate
+
+from cloudws_sandbox.protocol import ProtocolError, check_model
 
 from . import __version__
 from .backends import BACKENDS, SandboxBackend
@@ -72,6 +74,12 @@ class CloudWorkspaces(ExtensionApp):
         allow_none=True,
         help="Accept a plain path or file:// URL as a session's repo. Default: true on the local backend only.",
     ).tag(config=True)
+    local_repo_roots = List(
+        Unicode(),
+        help="Directories a local repository path (or file:// URL) must lie in, after symlinks are "
+        "resolved. The hub's data_dir is always refused. Default: the server's root_dir and the home "
+        "directory of the user running the server.",
+    ).tag(config=True)
     max_prompt_bytes = Int(100_000, help="Largest prompt accepted, in UTF-8 bytes.").tag(config=True)
     max_queue_length = Int(20, help="Most prompts a session may have waiting behind the running one.").tag(
         config=True
@@ -128,6 +136,18 @@ class CloudWorkspaces(ExtensionApp):
     def _default_local_user_email(self) -> str:
         return _git_config("user.email") or f"{getpass.getuser()}@{self.git_email_domain}"
 
+    @default("local_repo_roots")
+    def _default_local_repo_roots(self) -> list[str]:
+        return [self.serverapp.root_dir, os.path.expanduser("~")]
+
+    @validate("default_model")
+    def _check_default_model(self, proposal: Any) -> str:
+        try:
+            check_model(proposal["value"], "default_model")
+        except ProtocolError as exc:
+            raise TraitError(exc.message) from None
+        return proposal["value"]
+
     @default("data_dir")
     def _default_data_dir(self) -> str:
         return os.path.join(jupyter_data_dir(), "cloudws")
@@ -163,6 +183,8 @@ class CloudWorkspaces(ExtensionApp):
             bridge_heartbeat_s=self.bridge_heartbeat_s,
             bridge_heartbeat_timeout_s=self.bridge_heartbeat_timeout_s,
             websocket_outbox_max_bytes=self.websocket_outbox_max_bytes,
+            local_repo_roots=tuple(os.path.expanduser(r) for r in self.local_repo_roots),
+            forbidden_repo_roots=(self.data_dir, *filter(None, [getattr(backend, "root_dir", None)])),
         )  # fmt: skip
         self.store = self.store_class(Path(self.data_dir) / "cloudws.sqlite", busy_timeout_s=self.db_busy_timeout_s)
         self.hub = SessionHub(self.store, backend, settings)

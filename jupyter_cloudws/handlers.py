@@ -2,7 +2,10 @@
 
 Every route requires an authenticated user (jupyter-server's identity provider) and asks the
 authorizer: ``read`` for GET and subscribing, ``write`` for changes, prompts and Stop, on the
-resource ``cloudws``. Errors are JSON ``{"code": ..., "message": ...}``.
+resource ``cloudws``. Sessions belong to the user who created them: each route hands the hub a
+:class:`~.hub.Requester` and the hub shows a user only their own sessions, unless the authorizer
+grants ``admin`` on ``cloudws`` (see :meth:`CloudwsMixin.requester`). Errors are JSON
+``{"code": ..., "message": ...}``.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from jupyter_server.auth import AllowAllAuthorizer
 from jupyter_server.auth.decorator import authorized, ws_authenticated
 from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from jupyter_server.base.websocket import WebSocketMixin
@@ -22,7 +26,7 @@ from jupyter_server.utils import ensure_async
 from tornado import web, websocket
 
 from . import __version__
-from .hub import HubError, SessionHub, protocol_error
+from .hub import HubError, Requester, SessionHub, protocol_error
 from cloudws_sandbox.protocol import (
     Ping,
     PromptRequest,
@@ -38,6 +42,10 @@ from cloudws_sandbox.protocol import (
 )
 
 AUTH_RESOURCE = "cloudws"
+ADMIN_ACTION = "admin"  # granted on AUTH_RESOURCE, it lets a user see and act on every session
+# Asked only of a user the authorizer made admin: an authorizer that grants this too grants
+# everything (jupyter-server's AllowAllAuthorizer, JupyterHub's single-user one), so it makes no admins.
+_PROBE_ACTION, _PROBE_RESOURCE = "cloudws-never-granted", "cloudws-probe"
 _ANONYMOUS_ID = re.compile(r"[0-9a-f]{32}")  # jupyter-server's id for a token-only user
 # A client whose unsent frames pass the outbox limit is dropped with this close code; it
 # reconnects and subscribes after the last seq it has, losing nothing.
@@ -61,6 +69,26 @@ class CloudwsMixin(ExtensionHandlerMixin):
             return dict(self.settings["cloudws_local_user"])
         domain = self.settings.get("cloudws_git_email_domain", "users.noreply.jupyter")
         return {"username": username, "name": name, "email": f"{username}@{domain}"}
+
+    async def requester(self) -> Requester:
+        """Who is asking, for the hub: the username sessions are owned by (as :meth:`author`) and
+        whether the authorizer grants ``admin`` on ``cloudws`` without granting everything."""
+        user = self.current_user
+
+        async def granted(action: str, resource: str) -> bool:
+            return bool(await ensure_async(self.authorizer.is_authorized(self, user, action, resource)))
+
+        is_admin = await granted(ADMIN_ACTION, AUTH_RESOURCE)
+        if is_admin and await granted(_PROBE_ACTION, _PROBE_RESOURCE):
+            is_admin = False
+            # jupyter-server's default needs no warning: nobody expects admins on a laptop.
+            if not isinstance(self.authorizer, AllowAllAuthorizer) and not self.settings.get(
+                "cloudws_warned_blanket_authorizer"
+            ):
+                self.settings["cloudws_warned_blanket_authorizer"] = True
+                self.log.warning("jupyter_cloudws: the authorizer (%s) grants every action, so nobody is a cloudws "
+                                 "admin; grant 'admin' on 'cloudws' to chosen users only", type(self.authorizer).__name__)  # fmt: skip
+        return Requester(self.author()["username"], is_admin)
 
 
 def hub_errors(method: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
@@ -129,7 +157,8 @@ class SessionsHandler(CloudwsAPIHandler):
         if archived == "bad":
             raise HubError(400, "bad_request", "'archived' must be true, false or all")
         q = self.get_query_argument("q", None)
-        self.finish({"sessions": self.hub.store.list_sessions(q=q, archived=archived)})  # type: ignore[arg-type]
+        sessions = self.hub.list_sessions(await self.requester(), q=q, archived=archived)  # type: ignore[arg-type]
+        self.finish({"sessions": sessions})
 
     @web.authenticated
     @authorized("write")
@@ -146,13 +175,13 @@ class SessionHandler(CloudwsAPIHandler):
     @authorized("read")
     @hub_errors
     async def get(self, session_id: str) -> None:
-        self.finish(self.hub.get_session(session_id))
+        self.finish(self.hub.get_session(session_id, await self.requester()))
 
     @web.authenticated
     @authorized("write")
     @hub_errors
     async def patch(self, session_id: str) -> None:
-        self.finish(self.hub.update_session(session_id, self.json_object()))
+        self.finish(self.hub.update_session(session_id, self.json_object(), await self.requester()))
 
 
 class PromptsHandler(CloudwsAPIHandler):
@@ -160,9 +189,10 @@ class PromptsHandler(CloudwsAPIHandler):
     @authorized("write")
     @hub_errors
     async def post(self, session_id: str) -> None:
-        self.hub.get_session(session_id)
+        who = await self.requester()
+        self.hub.get_session(session_id, who)  # an unknown session is a 404 whatever the body
         request = parse_prompt(self.json_object(), max_prompt_bytes=self.hub.settings.max_prompt_bytes)
-        accepted = self.hub.submit_prompt(session_id, request, self.author())
+        accepted = self.hub.submit_prompt(session_id, request, self.author(), who)
         self.set_status(202)
         self.finish(accepted)
 
@@ -172,7 +202,7 @@ class StopHandler(CloudwsAPIHandler):
     @authorized("write")
     @hub_errors
     async def post(self, session_id: str) -> None:
-        await self.hub.stop(session_id)
+        await self.hub.stop(session_id, await self.requester())
         self.set_status(202)
         self.finish({"stopping": True})
 
@@ -184,7 +214,7 @@ class EventsHandler(CloudwsAPIHandler):
     async def get(self, session_id: str) -> None:
         after = self.int_argument("after", 0)
         limit = self.int_argument("limit", self.hub.settings.replay_limit, minimum=1)
-        events, has_more = self.hub.events_page(session_id, after, limit)
+        events, has_more = self.hub.events_page(session_id, after, limit, await self.requester())
         self.finish({"events": events, "has_more": has_more})
 
 
@@ -198,7 +228,7 @@ class SessionSocketHandler(WebSocketMixin, CloudwsMixin, JupyterHandler, websock
         if not await ensure_async(self.authorizer.is_authorized(self, self.current_user, "read", AUTH_RESOURCE)):
             raise web.HTTPError(403)
         try:
-            self.hub.get_session(session_id)
+            self.hub.get_session(session_id, await self.requester())
         except HubError as exc:
             raise web.HTTPError(exc.status, exc.message) from None
         self.session_id = session_id
@@ -255,27 +285,31 @@ class SessionSocketHandler(WebSocketMixin, CloudwsMixin, JupyterHandler, websock
     async def on_message(self, message: str | bytes) -> None:
         try:
             frame = parse_client_frame(message, max_prompt_bytes=self.hub.settings.max_prompt_bytes)
+            # Asked again for every frame: the authorizer may have taken admin rights away.
+            who = await self.requester()
             if isinstance(frame, Subscribe):
                 self._drop_subscription()
-                subscribed, self._unsubscribe = self.hub.subscribe(self.session_id, frame.after, self._enqueue)
+                subscribed, self._unsubscribe = self.hub.subscribe(self.session_id, frame.after, self._enqueue, who)
                 # Queued before any live frame can be: the callback only runs on a later tick.
                 self._enqueue(subscribed, always=True)
             elif isinstance(frame, PromptRequest):
                 if await self._may("write"):
-                    accepted = self.hub.submit_prompt(self.session_id, frame, self.author())
+                    accepted = self.hub.submit_prompt(self.session_id, frame, self.author(), who)
                     self._enqueue(prompt_accepted_frame(accepted["message_id"], accepted["position"],
                                                         frame.client_request_id))  # fmt: skip
             elif isinstance(frame, Stop):
                 if await self._may("write"):
-                    await self.hub.stop(self.session_id)
+                    await self.hub.stop(self.session_id, who)
             elif isinstance(frame, Typing):
                 if await self._may("write"):  # warming up starts a sandbox and logs events
-                    self.hub.warm_up(self.session_id)
+                    self.hub.warm_up(self.session_id, who)
             elif isinstance(frame, Ping):
                 self._enqueue(pong_frame())
         except ProtocolError as exc:
             self._enqueue(exc.to_frame())
         except HubError as exc:
+            if exc.code == "unknown_session":
+                self._drop_subscription()  # no longer theirs to watch
             self._enqueue({"type": "error", "code": exc.code, "message": exc.message})
 
     def on_close(self) -> None:

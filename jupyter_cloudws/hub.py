@@ -19,13 +19,24 @@ from urllib.parse import urlparse
 from .backends.base import SandboxBackend
 from cloudws_sandbox.idle import IDLE_TIMEOUT_ENV, RUNTIME_IDLE_GRACE_S
 from cloudws_sandbox.redaction import Redactor
-from cloudws_sandbox.protocol import PromptRequest, ProtocolError, UserMessage, event_frame, session_frame, subscribed_frame
+from cloudws_sandbox.protocol import (
+    PromptRequest,
+    ProtocolError,
+    UserMessage,
+    check_branch,
+    check_model,
+    event_frame,
+    session_frame,
+    subscribed_frame,
+)
 from .runner import SessionRunner, Subscriber
 from .store import QueueFull, SessionStore, UnknownSession, new_id
 
 log = logging.getLogger("jupyter_cloudws.hub")
 
-_SCP_LIKE = re.compile(r"^[\w.-]+@[\w.-]+:[\w./~-]+$")
+# user@host:path, git's scp-like syntax; neither user nor host may look like an option.
+_SCP_LIKE = re.compile(r"^\w[\w.-]*@\w[\w.-]*:[\w./~-]+$")
+REPO_RULE = "a git URL (https://, http://, ssh://, git://, or user@host:path)"
 
 
 class HubError(Exception):
@@ -45,6 +56,10 @@ class HubSettings:
     replay_limit: int = 500
     default_model: str | None = None
     allow_local_repos: bool = True
+    # Local repositories must resolve to a path under one of these (symlinks resolved)...
+    local_repo_roots: tuple[str, ...] = ()
+    # ...and never under these (the hub's own data: other sessions' work trees, the database).
+    forbidden_repo_roots: tuple[str, ...] = ()
     attach_timeout_s: float = 60.0
     bridge_heartbeat_s: float = 5.0  # ping the sandbox this often; 0 turns the heartbeat off
     bridge_heartbeat_timeout_s: float = 20.0  # a bridge silent this long is taken as lost
@@ -55,6 +70,18 @@ class HubSettings:
     secret_names: tuple[str, ...] = ()
     sandbox_idle_timeout_s: float = 600.0  # 0: sandboxes stay until archived
     data_dir: str = ""  # holds conversations/<session id>; empty: each sandbox keeps its own
+
+
+@dataclass(frozen=True)
+class Requester:
+    """Who is asking: the username sessions are owned by, and whether the authorizer made
+    them a cloudws admin (who sees and acts on every session)."""
+
+    username: str
+    is_admin: bool = False
+
+    def may_see(self, session: dict[str, Any]) -> bool:
+        return self.is_admin or session["owner"] == self.username
 
 
 class SessionHub:
@@ -109,17 +136,29 @@ class SessionHub:
 
     # -- sessions ---------------------------------------------------------------------------
 
-    def get_session(self, session_id: str) -> dict[str, Any]:
+    def get_session(self, session_id: str, who: Requester) -> dict[str, Any]:
+        """The session, if ``who`` may see it. Every route that names a session comes through
+        here, so another user's session is exactly as unknown as a session that never existed."""
         try:
-            return self.store.get_session(session_id)
+            session = self.store.get_session(session_id)
         except UnknownSession:
-            raise HubError(404, "unknown_session", f"no session {session_id!r}") from None
+            session = None
+        if session is None or not who.may_see(session):
+            raise HubError(404, "unknown_session", f"no session {session_id!r}")
+        return session
+
+    def list_sessions(self, who: Requester, *, q: str | None = None, archived: bool | None = False) -> list[dict[str, Any]]:
+        """The sessions ``who`` may see: their own, or all of them for an admin."""
+        return self.store.list_sessions(q=q, archived=archived, owner=None if who.is_admin else who.username)
 
     def create_session(self, body: dict[str, Any], owner: str) -> dict[str, Any]:
         repo = self.check_repo(body.get("repo"))
-        base_branch = _opt_text(body, "base_branch", 250) or ""
+        try:
+            base_branch = check_branch(body.get("base_branch"))
+            model = check_model(body.get("model")) or self.settings.default_model
+        except ProtocolError as exc:
+            raise protocol_error(exc) from None
         title = _opt_text(body, "title", 200)
-        model = _opt_text(body, "model", 100) or self.settings.default_model
         sid = new_id()
         title = title or _repo_name(repo)
         return self.store.create_session(
@@ -127,8 +166,8 @@ class SessionHub:
             model=model, session_id=sid,
         )  # fmt: skip
 
-    def update_session(self, session_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        before = self.get_session(session_id)
+    def update_session(self, session_id: str, body: dict[str, Any], who: Requester) -> dict[str, Any]:
+        before = self.get_session(session_id, who)
         changes: dict[str, Any] = {}
         if "title" in body:
             title = _opt_text(body, "title", 200)
@@ -153,31 +192,53 @@ class SessionHub:
         return session
 
     def check_repo(self, repo: Any) -> str:
+        allowed = REPO_RULE + (" or an absolute path to a git repository" if self.settings.allow_local_repos else "")
         if not isinstance(repo, str) or not repo.strip():
-            raise HubError(400, "bad_request", "'repo' must be a git URL or, on the local backend, a path")
+            raise HubError(400, "bad_request", f"'repo' must be {allowed}")
         repo = repo.strip()
+        if repo.startswith("-"):  # git would read it as an option (--upload-pack=...)
+            raise HubError(400, "bad_repo", f"'repo' may not begin with '-'; it must be {allowed}")
         parsed = urlparse(repo)
         if parsed.scheme in ("https", "http", "ssh", "git"):
             if parsed.password or (parsed.username and parsed.scheme in ("https", "http")):
                 raise HubError(400, "credentials_in_url",
                                "put git credentials in the sandbox environment, not in the repository URL")  # fmt: skip
+            if not parsed.hostname or parsed.hostname.startswith("-") or (parsed.username or "").startswith("-"):
+                raise HubError(400, "bad_repo", f"{repo!r} names no host, or one that begins with '-'; 'repo' must be {allowed}")
             return repo
         if _SCP_LIKE.match(repo):
             return repo
         if not self.settings.allow_local_repos:
-            raise HubError(400, "bad_repo", f"{repo!r} is not a git URL (local repositories are not allowed here)")
+            raise HubError(400, "bad_repo", f"{repo!r} is not {REPO_RULE} (local repositories are not allowed here)")
         path = Path(parsed.path if parsed.scheme == "file" else os.path.expanduser(repo))
         if parsed.scheme not in ("", "file") or not path.is_absolute():
-            raise HubError(400, "bad_repo", f"{repo!r} is neither a git URL nor an absolute path")
-        if not ((path / "HEAD").is_file() or (path / ".git").exists()):
+            raise HubError(400, "bad_repo", f"{repo!r} is neither {REPO_RULE} nor an absolute path")
+        resolved = self.check_local_root(path)
+        if not ((resolved / "HEAD").is_file() or (resolved / ".git").exists()):
             raise HubError(400, "bad_repo", f"{str(path)!r} is not a git repository")
-        return str(path)
+        return str(resolved)
+
+    def check_local_root(self, path: Path) -> Path:
+        """``path`` with symlinks resolved, if it lies under an allowed root and outside the
+        hub's own data. Resolving first stops a symlink inside a root from reaching out of it."""
+        resolved = Path(os.path.realpath(path))
+        roots = [Path(os.path.realpath(r)) for r in self.settings.local_repo_roots]
+        inside = any(resolved == root or root in resolved.parents for root in roots)
+        forbidden = [Path(os.path.realpath(r)) for r in self.settings.forbidden_repo_roots]
+        if not inside or any(resolved == f or f in resolved.parents for f in forbidden):
+            listed = ", ".join(str(r) for r in roots) or "none are configured"
+            raise HubError(400, "repo_outside_roots",
+                           f"{str(path)!r} is not under a directory local repositories may come from "
+                           f"({listed}; see c.CloudWorkspaces.local_repo_roots), or it is in the hub's own data")  # fmt: skip
+        return resolved
 
     # -- prompts ----------------------------------------------------------------------------
 
-    def submit_prompt(self, session_id: str, request: PromptRequest, author: dict[str, Any]) -> dict[str, Any]:
+    def submit_prompt(
+        self, session_id: str, request: PromptRequest, author: dict[str, Any], who: Requester
+    ) -> dict[str, Any]:
         """Queue a prompt (once per ``client_request_id``) and wake the session's runner."""
-        session = self.get_session(session_id)
+        session = self.get_session(session_id, who)
         if session["archived"]:
             raise HubError(409, "archived", "the session is archived; unarchive it to send prompts")
         try:
@@ -202,26 +263,28 @@ class SessionHub:
         self.release_if_idle(runner)
         return {"message_id": prompt["id"], "position": prompt["queue_position"], "duplicate": not created}
 
-    async def stop(self, session_id: str) -> None:
-        self.get_session(session_id)
+    async def stop(self, session_id: str, who: Requester) -> None:
+        self.get_session(session_id, who)
         runner = self.runner(session_id)
         await runner.stop()
         self.release_if_idle(runner)
 
-    def warm_up(self, session_id: str) -> None:
+    def warm_up(self, session_id: str, who: Requester) -> None:
         """The user is typing: start the sandbox now so the prompt need not wait for it."""
-        if self.get_session(session_id)["archived"]:
+        if self.get_session(session_id, who)["archived"]:
             return  # archiving ended its sandbox; typing must not bring it back
         self.runner(session_id).warm_up()
 
     # -- events -----------------------------------------------------------------------------
 
-    def events_page(self, session_id: str, after: int, limit: int) -> tuple[list[dict[str, Any]], bool]:
-        self.get_session(session_id)
+    def events_page(
+        self, session_id: str, after: int, limit: int, who: Requester
+    ) -> tuple[list[dict[str, Any]], bool]:
+        self.get_session(session_id, who)
         return self.store.events_after(session_id, after, min(limit, self.settings.replay_limit))
 
     def subscribe(
-        self, session_id: str, after: int | None, callback: Subscriber
+        self, session_id: str, after: int | None, callback: Subscriber, who: Requester
     ) -> tuple[dict[str, Any], Callable[[], None] | None]:
         """The ``subscribed`` frame, and an unsubscribe function when live events follow.
 
@@ -229,7 +292,7 @@ class SessionHub:
         falls in the gap and none comes twice. When ``has_more`` is true nothing is registered:
         the client subscribes again after the last event it got.
         """
-        session = self.get_session(session_id)
+        session = self.get_session(session_id, who)
         limit = self.settings.replay_limit
         if after is None:
             events, has_more = self.store.latest_events(session_id, limit)

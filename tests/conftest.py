@@ -58,7 +58,9 @@ def cloudws_config() -> dict[str, Any]:
 
 
 @pytest.fixture
-def jp_server_config(cloudws_data_dir: Path, sandbox_env: dict[str, str], cloudws_config: dict[str, Any]) -> dict:
+def jp_server_config(
+    tmp_path: Path, cloudws_data_dir: Path, sandbox_env: dict[str, str], cloudws_config: dict[str, Any]
+) -> dict:
     return {
         "ServerApp": {"jpserver_extensions": {"jupyter_cloudws": True}},
         "CloudWorkspaces": {
@@ -66,6 +68,9 @@ def jp_server_config(cloudws_data_dir: Path, sandbox_env: dict[str, str], cloudw
             "sandbox_env": sandbox_env,
             "local_user_name": "Ada Lovelace",
             "local_user_email": "ada@example.test",
+            # make_repo puts repositories under tmp_path, outside the default roots (the server's
+            # root_dir and home): allow it here rather than loosen the default.
+            "local_repo_roots": [str(tmp_path)],
             **cloudws_config,
         },
     }

@@ -7,11 +7,12 @@ import asyncio
 from typing import Any
 
 from cloudws_sandbox.protocol import PromptRequest
-from jupyter_cloudws.hub import HubSettings, SessionHub
+from jupyter_cloudws.hub import HubSettings, Requester, SessionHub
 from jupyter_cloudws.store import SessionStore
 from jupyter_cloudws.testing.fake_backend import FakeBackend, FakeSandbox
 
 WAIT_S = 5.0  # a bound for a broken hub to show itself, never a pause
+ADA = Requester("ada")  # who owns the sessions these tests make
 
 
 def make_hub(store: SessionStore, backend: FakeBackend, **settings: Any) -> SessionHub:
@@ -22,11 +23,11 @@ def make_hub(store: SessionStore, backend: FakeBackend, **settings: Any) -> Sess
 
 
 def new_session(hub: SessionHub) -> str:
-    return hub.create_session({"repo": "https://example.test/project.git"}, owner="ada")["id"]
+    return hub.create_session({"repo": "https://example.test/project.git"}, owner=ADA.username)["id"]
 
 
 def send(hub: SessionHub, sid: str, text: str) -> str:
-    return hub.submit_prompt(sid, PromptRequest(text), {"username": "ada"})["message_id"]
+    return hub.submit_prompt(sid, PromptRequest(text), {"username": "ada"}, ADA)["message_id"]
 
 
 def status(hub: SessionHub, message_id: str) -> str:

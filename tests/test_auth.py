@@ -8,6 +8,7 @@ the right token (or straight from the store) to show that nothing changed.
 
 from __future__ import annotations
 
+import getpass
 import json
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from jupyter_server.auth import Authorizer
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
+SHARED_TOKEN_USER = getpass.getuser()  # who owns what the server's shared token creates
 NO_TOKEN: dict[str, str] = {}
 WRONG_TOKEN = {"Authorization": "token not-the-server-token"}
 CREDENTIALS = {"no token": (NO_TOKEN, {}), "wrong token": (WRONG_TOKEN, {}),
@@ -205,7 +207,7 @@ async def test_a_websocket_without_the_right_token_is_refused(raw, hub, make_rep
 @pytest.mark.parametrize("authorizer_class", [ReadOnlyAuthorizer])
 async def test_a_read_only_user_can_look_but_not_change_anything(raw, hub, make_repo):
     repo = make_repo()
-    session = hub.create_session({"repo": str(repo), "title": "Theirs"}, owner="someone")
+    session = hub.create_session({"repo": str(repo), "title": "Theirs"}, owner=SHARED_TOKEN_USER)
     names = {"sid": session["id"], "repo": str(repo)}
     before = await snapshot(raw, hub, session["id"])
     assert before["sessions"] == [session]
@@ -222,7 +224,7 @@ async def test_a_read_only_user_can_look_but_not_change_anything(raw, hub, make_
 
 @pytest.mark.parametrize("authorizer_class", [ReadOnlyAuthorizer])
 async def test_a_read_only_user_can_watch_a_session_over_the_websocket_but_not_prompt(raw, hub, make_repo):
-    session = hub.create_session({"repo": str(make_repo())}, owner="someone")
+    session = hub.create_session({"repo": str(make_repo())}, owner=SHARED_TOKEN_USER)
     conn = await raw.ws(session["id"], headers=raw.right)
 
     async def exchange(frame: dict[str, Any]) -> dict[str, Any]:
@@ -242,13 +244,13 @@ async def test_a_read_only_user_can_watch_a_session_over_the_websocket_but_not_p
         conn.close()
     assert hub.store.active_prompts(session["id"]) == []
     assert hub.store.events_after(session["id"], 0, 100) == ([], False), "nothing was logged"
-    assert hub.get_session(session["id"])["sandbox_status"] == "stopped", "no sandbox was started"
+    assert hub.store.get_session(session["id"])["sandbox_status"] == "stopped", "no sandbox was started"
 
 
 @pytest.mark.parametrize("authorizer_class", [NoCloudwsAuthorizer])
 async def test_a_user_who_may_not_read_gets_nothing(raw, hub, make_repo):
     repo = make_repo()
-    session = hub.create_session({"repo": str(repo), "title": "Secret plans"}, owner="someone")
+    session = hub.create_session({"repo": str(repo), "title": "Secret plans"}, owner=SHARED_TOKEN_USER)
     names = {"sid": session["id"], "repo": str(repo)}
     for method, path, body in ROUTES:
         code, reply = await raw.call(method, fill(path, **names), fill(body, **names), headers=raw.right)
@@ -257,6 +259,6 @@ async def test_a_user_who_may_not_read_gets_nothing(raw, hub, make_repo):
     with pytest.raises(HTTPClientError) as refused:
         await raw.ws(session["id"], headers=raw.right)
     assert refused.value.code == 403
-    assert hub.store.list_sessions(archived=None) == [hub.get_session(session["id"])]
-    assert hub.get_session(session["id"]) == session
+    assert hub.store.list_sessions(archived=None) == [hub.store.get_session(session["id"])]
+    assert hub.store.get_session(session["id"]) == session
     assert hub.store.active_prompts(session["id"]) == []

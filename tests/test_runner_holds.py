@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from hub_fakes import WAIT_S, completions, events_of, make_hub, new_session, running_on, send, status
+from hub_fakes import ADA, WAIT_S, completions, events_of, make_hub, new_session, running_on, send, status
 
 from jupyter_cloudws.backends.base import Liveness, SandboxGone
 from jupyter_cloudws.runner import UNKNOWN_GIVE_UP
@@ -52,14 +52,14 @@ async def test_a_terminate_that_raises_during_archive_still_ends_the_prompt(fake
     await running_on(fake_backend)
 
     fake_backend.terminate_error = RuntimeError("cannot reach the backend")
-    fake_hub.update_session(sid, {"archived": True})
+    fake_hub.update_session(sid, {"archived": True}, ADA)
 
     await until(lambda: status(fake_hub, first) != "running", WAIT_S)
     (done,) = completions(fake_hub, sid, first)
     assert done["success"] is False and done["interrupted"] is True
     assert any(e["code"] == "terminate_failed" for e in events_of(fake_hub, sid, "error"))
     fake_backend.terminate_error = None
-    fake_hub.update_session(sid, {"archived": False})
+    fake_hub.update_session(sid, {"archived": False}, ADA)
     second = send(fake_hub, sid, "a short job")
     fresh = await running_on(fake_backend, count=2)
     assert fresh.prompts[0]["message_id"] == second, "the queue is not stalled"
@@ -131,7 +131,7 @@ async def test_a_sandbox_completing_a_prompt_that_is_not_open_is_recorded_as_a_n
 
 async def test_a_queued_prompt_is_not_failed_with_a_sandbox_that_died_before_it_was_sent(fake_hub, fake_backend):
     sid = new_session(fake_hub)
-    fake_hub.warm_up(sid)
+    fake_hub.warm_up(sid, ADA)
     old = await asyncio.wait_for(fake_backend.wait_for_sandbox(), WAIT_S)
     runner = fake_hub.runner(sid)
     await until(lambda: runner.bridge is not None and runner._caught_up.is_set(), WAIT_S)
@@ -177,11 +177,11 @@ async def test_a_sandbox_whose_state_is_unknown_is_neither_ended_nor_replaced(fa
 async def test_runners_of_sessions_at_rest_are_let_go(fake_hub, fake_backend):
     sids = [new_session(fake_hub) for _ in range(20)]
     for sid in sids:
-        _, unsubscribe = fake_hub.subscribe(sid, None, lambda frame: None)
+        _, unsubscribe = fake_hub.subscribe(sid, None, lambda frame: None, ADA)
         assert unsubscribe is not None
         unsubscribe()
     assert fake_hub._runners == {}, "nothing to do, nobody listening: nothing kept"
-    fake_hub.warm_up(sids[0])
+    fake_hub.warm_up(sids[0], ADA)
     await until(lambda: fake_backend.created and fake_hub.runner(sids[0]).bridge is not None, WAIT_S)
     assert list(fake_hub._runners) == [sids[0]], "only the session with a sandbox link is kept"
 
@@ -189,7 +189,7 @@ async def test_runners_of_sessions_at_rest_are_let_go(fake_hub, fake_backend):
     sandbox = await running_on(fake_backend)
     sandbox.complete(prompt)
     await until(lambda: status(fake_hub, prompt) == "done", WAIT_S)
-    fake_hub.update_session(sids[0], {"archived": True})  # ends its sandbox
+    fake_hub.update_session(sids[0], {"archived": True}, ADA)  # ends its sandbox
     await until(lambda: not fake_hub._runners, WAIT_S)
     assert fake_backend.terminated == [sandbox.id]
 

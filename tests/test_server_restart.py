@@ -50,7 +50,7 @@ def test_killing_the_server_mid_prompt_loses_nothing(server_root, sandbox_env, m
     command = "echo started > progress.txt && sleep 4 && echo finished >> progress.txt"
     fake_anthropic.on("slow job", tool_use("Bash", {"command": command, "timeout": 60000}), text("The slow job is done."))
     repo = make_repo()
-    config = {"sandbox_env": sandbox_env}
+    config = {"sandbox_env": sandbox_env, "local_repo_roots": [str(server_root.parent)]}
 
     first = ServerProcess(server_root, cloudws_config=config).start()
     try:
@@ -97,7 +97,7 @@ def test_a_restarted_server_reports_a_sandbox_that_died_while_it_was_down(
     server_root, sandbox_env, make_repo, fake_anthropic
 ):
     fake_anthropic.on("hello", text("Hello!"))
-    config = {"sandbox_env": sandbox_env}
+    config = {"sandbox_env": sandbox_env, "local_repo_roots": [str(server_root.parent)]}
     sid = answer_then_die(server_root, config, make_repo())
     kill_sandboxes(server_root / "data" / "cloudws")
 
@@ -115,7 +115,7 @@ def test_a_restarted_server_reports_a_sandbox_that_died_while_it_was_down(
 
 def test_a_restarted_server_reattaches_to_an_idle_sandbox(server_root, sandbox_env, make_repo, fake_anthropic):
     fake_anthropic.on("hello", text("Hello!"))
-    config = {"sandbox_env": sandbox_env}
+    config = {"sandbox_env": sandbox_env, "local_repo_roots": [str(server_root.parent)]}
     sid = answer_then_die(server_root, config, make_repo())
 
     second = ServerProcess(server_root, cloudws_config=config).start()

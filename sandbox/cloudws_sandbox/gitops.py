@@ -2,6 +2,10 @@
 
 Credentials never appear here: a token reaches git through the sandbox environment or a
 credential helper, so clone URLs, error messages and events stay clean.
+
+Every value that comes from a user (repository, branch names) is put where git cannot read it
+as an option: after ``--``, or as the argument of an option that takes one. The hub refuses such values too; this is the
+second line.
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ import asyncio
 import os
 import re
 from dataclasses import dataclass
+
+from .protocol import branch_name_problem
 
 GIT_TIMEOUT_S = 300.0
 _URL_CREDENTIALS = re.compile(r"(://)[^/@\s]+@")
@@ -58,19 +64,21 @@ async def git(*args: str, cwd: str, env: dict[str, str] | None = None, check: bo
 async def clone(repo: str, dest: str) -> None:
     parent = os.path.dirname(dest) or "."
     os.makedirs(parent, exist_ok=True)
-    await git("clone", "--no-recurse-submodules", repo, dest, cwd=parent)
+    await git("clone", "--no-recurse-submodules", "--", repo, dest, cwd=parent)
 
 
 async def default_branch(cwd: str) -> str:
-    ref = await git("symbolic-ref", "--quiet", "refs/remotes/origin/HEAD", cwd=cwd, check=False)
+    ref = await git("symbolic-ref", "--quiet", "--", "refs/remotes/origin/HEAD", cwd=cwd, check=False)
     if ref.startswith("refs/remotes/origin/"):
         return ref.removeprefix("refs/remotes/origin/")
-    current = await git("symbolic-ref", "--quiet", "--short", "HEAD", cwd=cwd, check=False)
+    current = await git("symbolic-ref", "--quiet", "--short", "--", "HEAD", cwd=cwd, check=False)
     return current or "main"
 
 
 async def remote_branch_exists(cwd: str, branch: str) -> bool:
-    out = await git("rev-parse", "--verify", "--quiet", f"refs/remotes/origin/{branch}", cwd=cwd, check=False)
+    # show-ref, not rev-parse: rev-parse's "--" introduces paths, and only newer gits know its
+    # --end-of-options.
+    out = await git("show-ref", "--verify", "--", f"refs/remotes/origin/{branch}", cwd=cwd, check=False)
     return bool(out)
 
 
@@ -78,24 +86,30 @@ async def prepare_branch(cwd: str, base_branch: str, branch: str) -> str:
     """Check out ``branch``: from origin when an earlier sandbox pushed it (so a fresh sandbox
     continues the session's work), else new from ``base_branch``. Returns the base used."""
     base = base_branch or await default_branch(cwd)
+    for name in (base, branch):
+        problem = branch_name_problem(name)
+        if problem:
+            raise GitError(f"{name!r} is not a branch name: {problem}")
+    # The new branch is -B's own argument, never read as an option; the trailing "--" makes the
+    # start point a commit, never a path.
     if await remote_branch_exists(cwd, branch):
-        await git("checkout", "-B", branch, f"origin/{branch}", cwd=cwd)
+        await git("checkout", "-B", branch, f"origin/{branch}", "--", cwd=cwd)
     elif await remote_branch_exists(cwd, base):
-        await git("checkout", "-B", branch, f"origin/{base}", cwd=cwd)
-    elif await git("rev-parse", "--verify", "--quiet", "HEAD", cwd=cwd, check=False):
+        await git("checkout", "-B", branch, f"origin/{base}", "--", cwd=cwd)
+    elif await head_sha(cwd):
         raise GitError(f"base branch {base!r} does not exist in the repository")
     else:
-        await git("checkout", "--orphan", branch, cwd=cwd)  # an empty repository
+        await git("checkout", "--orphan", branch, "--", cwd=cwd)  # an empty repository
     return base
 
 
 async def head_sha(cwd: str) -> str:
-    return await git("rev-parse", "--verify", "--quiet", "HEAD", cwd=cwd, check=False)
+    return await git("rev-parse", "--verify", "--quiet", "HEAD", cwd=cwd, check=False)  # a constant: no "--" needed
 
 
 async def commit_all(cwd: str, message: str, author: Author) -> bool:
     """Stage everything and commit; False when there was nothing to commit."""
-    await git("add", "--all", cwd=cwd)
+    await git("add", "--all", "--", cwd=cwd)
     status = await git("status", "--porcelain", cwd=cwd)
     if not status:
         return False
@@ -104,7 +118,7 @@ async def commit_all(cwd: str, message: str, author: Author) -> bool:
 
 
 async def push(cwd: str, branch: str) -> None:
-    await git("push", "--quiet", "origin", f"HEAD:refs/heads/{branch}", cwd=cwd)
+    await git("push", "--quiet", "--", "origin", f"HEAD:refs/heads/{branch}", cwd=cwd)
 
 
 def commit_message(prompt: str, session_id: str, max_subject_chars: int = 72) -> str:

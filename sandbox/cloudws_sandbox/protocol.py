@@ -17,6 +17,7 @@ Everything here is pure: parsing and validation raise :class:`ProtocolError`, wh
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, ClassVar, Literal
@@ -254,6 +255,81 @@ def _opt_str(obj: dict[str, Any], key: str, *, max_len: int = 200) -> str | None
 
 
 # --------------------------------------------------------------------------------------------
+# Values that reach a command line (git, Claude Code): checked once, wherever they come in
+# --------------------------------------------------------------------------------------------
+
+MAX_MODEL_CHARS = 200  # the one limit for a session's model and a prompt's model, REST and WebSocket
+MODEL_RULE = f"letters, digits and . - _ : @ / only, not starting with '-', at most {MAX_MODEL_CHARS} characters"
+_MODEL = re.compile(r"[A-Za-z0-9._:@/-]+")
+
+MAX_BRANCH_CHARS = 250
+BRANCH_RULE = (
+    "a name that `git check-ref-format --branch` accepts: no spaces, control characters or any of "
+    "~ ^ : ? * [ \\, no '..', '@{' or '//', no part that starts with '.' or ends with '.lock', "
+    "not starting with '-' or '/', not ending with '.' or '/', not 'HEAD'"
+)
+_BRANCH_BAD_CHARS = frozenset(" ~^:?*[\\\x7f") | frozenset(chr(c) for c in range(32))
+
+
+def check_model(value: Any, key: str = "model") -> str | None:
+    """A model name as the agent's ``--model`` receives it; None or "" mean "no choice"."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ProtocolError("bad_request", f"{key!r} must be a string: {MODEL_RULE}")
+    if len(value) > MAX_MODEL_CHARS or not _MODEL.fullmatch(value) or value.startswith("-"):
+        raise ProtocolError("bad_model", f"{key!r} must be {MODEL_RULE}")
+    return value
+
+
+def branch_name_problem(name: str) -> str | None:
+    """What makes ``name`` fail ``git check-ref-format --branch``, or None when it passes.
+
+    git's rules for ``refs/heads/<name>`` (git-check-ref-format(1)), plus what ``--branch`` adds:
+    no leading '-' and not ``HEAD``. ``@{-N}`` (git's "previous branch") is refused as any ``@{``.
+    """
+    if not name:
+        return "it is empty"
+    if name.startswith("-"):
+        return "it starts with '-'"
+    if name == "HEAD":
+        return "'HEAD' is not a branch name"
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "it is not valid Unicode"
+    bad = sorted(set(name) & _BRANCH_BAD_CHARS)
+    if bad:
+        return f"it contains {', '.join(repr(c) for c in bad)}"
+    for seq in ("..", "@{"):
+        if seq in name:
+            return f"it contains {seq!r}"
+    if name.endswith("."):
+        return "it ends with '.'"
+    for part in name.split("/"):
+        if not part:
+            return "it starts or ends with '/' or contains '//'"
+        if part.startswith("."):
+            return f"its part {part!r} starts with '.'"
+        if part.endswith(".lock"):
+            return f"its part {part!r} ends with '.lock'"
+    return None
+
+
+def check_branch(value: Any, key: str = "base_branch") -> str:
+    """A branch name to check out; None or "" mean the repository's default branch."""
+    if value is None or value == "":
+        return ""
+    if not isinstance(value, str) or len(value) > MAX_BRANCH_CHARS:
+        raise ProtocolError("bad_request", f"{key!r} must be a string of at most {MAX_BRANCH_CHARS} characters")
+    problem = branch_name_problem(value)
+    if problem:
+        raise ProtocolError("bad_branch", f"{key!r} is not a branch name ({problem}); it must be {BRANCH_RULE}, "
+                            "or empty for the repository's default branch")  # fmt: skip
+    return value
+
+
+# --------------------------------------------------------------------------------------------
 # Prompts (shared by REST and WebSocket)
 # --------------------------------------------------------------------------------------------
 
@@ -278,7 +354,7 @@ def parse_prompt(obj: dict[str, Any], *, max_prompt_bytes: int) -> PromptRequest
     return PromptRequest(
         text=text,
         client_request_id=_opt_str(obj, "client_request_id"),
-        model=_opt_str(obj, "model"),
+        model=check_model(obj.get("model")),
     )
 
 

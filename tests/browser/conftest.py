@@ -93,6 +93,7 @@ def lab(
         },
         "local_user_name": "Ada Lovelace",
         "local_user_email": "ada@example.test",
+        "local_repo_roots": [str(root)],  # tests make their repositories under the lab's root
         **lab_cloudws_config,
     }
     server = ServerProcess(root, cloudws_config=config, app="jupyterlab")

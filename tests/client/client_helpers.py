@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,6 +34,9 @@ def server_config(fake: FakeAnthropic, **settings: Any) -> dict[str, Any]:
         },
         "local_user_name": "Ada Lovelace",
         "local_user_email": "ada@example.test",
+        # The tests' repositories live in pytest's temporary directories, outside the default
+        # roots (the server's root_dir and home).
+        "local_repo_roots": [tempfile.gettempdir()],
     }
 
 
