@@ -24,7 +24,8 @@ class UnknownSession(CloudwsError, KeyError):
 
 
 class BadRepo(CloudwsError):
-    """The repository is not one the hub accepts (``bad_repo``, ``credentials_in_url``)."""
+    """The repository is not one the hub accepts (``bad_repo``, ``credentials_in_url``,
+    ``repo_outside_roots``)."""
 
 
 class SessionArchived(CloudwsError):
@@ -55,6 +56,7 @@ _BY_CODE: dict[str, type[CloudwsError]] = {
     "unknown_session": UnknownSession,
     "bad_repo": BadRepo,
     "credentials_in_url": BadRepo,
+    "repo_outside_roots": BadRepo,
     "archived": SessionArchived,
     "queue_full": QueueFull,
     "prompt_too_large": PromptTooLarge,

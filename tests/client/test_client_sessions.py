@@ -8,6 +8,7 @@ against the scripted fake API.
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -109,9 +110,12 @@ def test_hub_errors_become_exceptions_with_the_hubs_code(client: Client, server:
     assert "no-such-session" in caught.value.message
 
     with pytest.raises(BadRepo) as bad:
-        client.new_session("/no/such/repository.git")
+        client.new_session(Path(tempfile.gettempdir()) / "no-such-repository.git")
     assert (bad.value.status, bad.value.code) == (400, "bad_repo")
     assert "not a git repository" in str(bad.value)
+    with pytest.raises(BadRepo) as outside:
+        client.new_session("/no/such/repository.git")
+    assert (outside.value.status, outside.value.code) == (400, "repo_outside_roots")
     with pytest.raises(CloudwsError) as relative:
         client.new_session("relative/path")
     assert relative.value.code == "bad_repo"
