@@ -93,7 +93,7 @@ def wait_for_idle_stop(ws: ClientConnection, timeout_s: float) -> None:
 def run(fake: FakeAnthropic, root: Path, runs: int, idle_timeout_s: float) -> dict[str, Any]:
     repo = make_repo(root)
     sandbox_env = {"ANTHROPIC_BASE_URL": fake.url, "ANTHROPIC_API_KEY": "sk-bench", "CLAUDE_CODE_MAX_RETRIES": "0"}
-    config = {"sandbox_env": sandbox_env, "sandbox_idle_timeout_s": idle_timeout_s}
+    config = {"sandbox_env": sandbox_env, "sandbox_idle_timeout_s": idle_timeout_s, "local_repo_roots": [str(root)]}
     server = ServerProcess(root / "server", cloudws_config=config).start()
     sandboxes = root / "server" / "data" / "cloudws" / "sandboxes"
     out: dict[str, Any] = {"warm": [], "resumed": []}

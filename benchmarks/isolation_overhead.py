@@ -70,7 +70,7 @@ def main() -> int:
         repo = make_repo(root)
         sandbox_env = {"ANTHROPIC_BASE_URL": fake.url, "ANTHROPIC_API_KEY": "sk-bench", "CLAUDE_CODE_MAX_RETRIES": "0"}
         servers = {
-            mode: ServerProcess(root / mode, cloudws_config={"sandbox_env": sandbox_env},
+            mode: ServerProcess(root / mode, cloudws_config={"sandbox_env": sandbox_env, "local_repo_roots": [str(root)]},
                                 config={"LocalBackend": {"isolation": mode}}).start()
             for mode in MODES
         }  # fmt: skip

@@ -84,7 +84,7 @@ def hub(fake: FakeAnthropic, root: Path, runs: int) -> tuple[float, list[float],
     subprocess.run(["git", "-C", str(seed), "push", "-q", "origin", "HEAD:main"], check=True)
 
     sandbox_env = {"ANTHROPIC_BASE_URL": fake.url, "ANTHROPIC_API_KEY": "sk-bench", "CLAUDE_CODE_MAX_RETRIES": "0"}
-    server = ServerProcess(root / "server", cloudws_config={"sandbox_env": sandbox_env}).start()
+    server = ServerProcess(root / "server", cloudws_config={"sandbox_env": sandbox_env, "local_repo_roots": [str(root)]}).start()
     first, total = [], []
     try:
         with server.client() as client:

@@ -77,7 +77,7 @@ class CloudWorkspaces(ExtensionApp):
     local_repo_roots = List(
         Unicode(),
         help="Directories a local repository path (or file:// URL) must lie in, after symlinks are "
-        "resolved. The hub's data_dir is always refused. Default: the server's root_dir and the home "
+        "resolved. The hub's data_dir and the backend's sandbox directory are always refused. Default: the server's root_dir and the home "
         "directory of the user running the server.",
     ).tag(config=True)
     max_prompt_bytes = Int(100_000, help="Largest prompt accepted, in UTF-8 bytes.").tag(config=True)

@@ -52,7 +52,7 @@ def attack(world: Path, fake_anthropic: FakeAnthropic, sandbox_env: dict[str, st
     home_file = world / "home" / ".ssh" / "id_ed25519"
     home_file.parent.mkdir(parents=True)
     home_file.write_text(secrets["home"])
-    server = ServerProcess(world / "server", token=secrets["token"], cloudws_config={"sandbox_env": sandbox_env},
+    server = ServerProcess(world / "server", token=secrets["token"], cloudws_config={"sandbox_env": sandbox_env, "local_repo_roots": [str(world)]},
                            config={"LocalBackend": {"isolation": isolation}})  # fmt: skip
     (world / "server" / "work").mkdir(parents=True)
     (world / "server" / "work" / "notes.txt").write_text(secrets["work"])
