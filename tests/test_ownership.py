@@ -283,13 +283,14 @@ async def test_when_the_authorizer_takes_admin_away_an_open_socket_answers_with_
     assert (await sock.recv())["type"] == "subscribed"
 
     jp_serverapp.authorizer.admins.discard("carol")
-    before = state(hub, session["id"])
+    # Her subscription holds the session's runner; whether the hub keeps it after is its business.
+    before = {k: v for k, v in state(hub, session["id"]).items() if k != "runner"}
     for frame in ({"type": "subscribe"}, {"type": "prompt", "text": "Please delete everything"},
                   {"type": "stop"}, {"type": "typing"}):  # fmt: skip
         await sock.send(frame)
         reply = await sock.recv()
         assert (reply["type"], reply["code"]) == ("error", "unknown_session"), (frame, reply)
-    assert state(hub, session["id"]) == before, "nothing changed"
+    assert {k: v for k, v in state(hub, session["id"]).items() if k != "runner"} == before, "nothing changed"
     assert no_sandbox_started(hub)
 
     # Her subscription went with her rights: nothing new of Alice's reaches her.
