@@ -71,6 +71,10 @@ class BridgeClient:
             except ProtocolError as exc:
                 self._bad_frame(exc.code, exc.message)
                 continue
+            except Exception as exc:  # whatever a line holds, it must not end the reader
+                log.exception("parsing a frame from sandbox %s failed", self.sandbox_id)
+                self._bad_frame("malformed", f"the frame could not be read: {exc!r}")
+                continue
             yield frame
         self.closed = True
 

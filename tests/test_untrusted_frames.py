@@ -45,6 +45,11 @@ BAD_FRAMES = {
 }
 
 
+def test_a_frame_nested_too_deeply_is_refused_not_a_crash():
+    with pytest.raises(ProtocolError, match="nested too deeply"):
+        parse_bridge_reply(b'{"kind":"delta","text":' + b"[" * 200_000 + b"]" * 200_000 + b"}")
+
+
 @pytest.mark.parametrize("frame", list(BAD_FRAMES.values()), ids=list(BAD_FRAMES))
 def test_the_protocol_refuses_what_a_sandbox_may_not_send(frame):
     with pytest.raises(ProtocolError):
@@ -67,6 +72,7 @@ async def test_bad_frames_are_recorded_skipped_and_the_link_and_sandbox_stay(fak
     for frame in BAD_FRAMES.values():
         stream.send(frame)  # type: ignore[arg-type]
     stream.send_raw(b"{not json\n")
+    stream.send_raw(b'{"kind":"event","event":' + b"[" * 200_000 + b"]" * 200_000 + b"}\n")  # nested too deep
     stream.send_raw(b"\xff\xfe\n")
     stream.fail_read(LineTooLong(BRIDGE_MAX_LINE_BYTES + 1, BRIDGE_MAX_LINE_BYTES))
     sandbox.complete(prompt)  # a good frame after them all

@@ -231,6 +231,8 @@ def _load_object(raw: str | bytes, max_bytes: int) -> dict[str, Any]:
         obj = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProtocolError("malformed", f"frame is not valid JSON: {exc}") from None
+    except RecursionError:  # valid JSON nested deeper than the parser goes: a hostile peer
+        raise ProtocolError("malformed", "frame is nested too deeply") from None
     if not isinstance(obj, dict):
         raise ProtocolError("malformed", "frame must be a JSON object")
     return obj
