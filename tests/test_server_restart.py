@@ -33,6 +33,23 @@ def wait_for(client: httpx.Client, session_id: str, predicate: Any, timeout_s: f
     raise AssertionError(f"timed out; events: {[(e['seq'], e['type']) for e in events]}")
 
 
+def sandbox_dirs(server_root: Path) -> list[Path]:
+    return sorted((server_root / "data" / "cloudws" / "sandboxes").glob("*/"))
+
+
+def attaches(sandbox_dir: Path) -> int:
+    """How many times a hub has attached to this sandbox's daemon (its log says so each time)."""
+    return (sandbox_dir / "daemon.log").read_text(errors="replace").count("a hub attached")
+
+
+def wait_until(check: Any, what: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout_s} s")
+        time.sleep(0.1)
+
+
 def answer_then_die(server_root: Path, config: dict[str, Any], repo: Path) -> str:
     """A server answers one prompt in a new session, then is killed; the session's id."""
     server = ServerProcess(server_root, cloudws_config=config).start()
@@ -62,6 +79,8 @@ def test_killing_the_server_mid_prompt_loses_nothing(server_root, sandbox_env, m
     finally:
         first.kill()
     daemon_pids = sorted(p.read_text() for p in (server_root / "data" / "cloudws" / "sandboxes").glob("*/daemon.pid"))
+    (sandbox_dir,) = sandbox_dirs(server_root)
+    attached_before = attaches(sandbox_dir)
 
     time.sleep(1)  # the agent goes on alone for a while
     second = ServerProcess(server_root, cloudws_config=config).start()
@@ -87,6 +106,8 @@ def test_killing_the_server_mid_prompt_loses_nothing(server_root, sandbox_env, m
     assert sorted(p.read_text() for p in (server_root / "data" / "cloudws" / "sandboxes").glob("*/daemon.pid")) == (
         daemon_pids
     )
+    assert sandbox_dirs(server_root) == [sandbox_dir] and attaches(sandbox_dir) > attached_before
+    assert [e["status"] for e in events if e["type"] == "sandbox_status"].count("spawning") == 1
     assert git("--git-dir", str(repo), "show", f"{session['branch']}:progress.txt").split() == ["started", "finished"]
     # The model was asked once: the prompt was not run again after the restart.
     asked = [latest_human_text(r["body"]["messages"]) for r in fake_anthropic.main_requests()]
@@ -117,10 +138,17 @@ def test_a_restarted_server_reattaches_to_an_idle_sandbox(server_root, sandbox_e
     fake_anthropic.on("hello", text("Hello!"))
     config = {"sandbox_env": sandbox_env, "local_repo_roots": [str(server_root.parent)]}
     sid = answer_then_die(server_root, config, make_repo())
+    (sandbox_dir,) = sandbox_dirs(server_root)
+    pid = (sandbox_dir / "daemon.pid").read_text()
+    attached_before = attaches(sandbox_dir)
 
     second = ServerProcess(server_root, cloudws_config=config).start()
     try:
-        time.sleep(1)  # the new server reattaches on its own, with no prompt to send
+        # The new server reattaches on its own, with no prompt to send: the daemon that answered
+        # before (same directory, same pid) logs a second hub. Only then is it killed, so the
+        # death can only be noticed through that bridge, not by a check made at startup.
+        wait_until(lambda: attaches(sandbox_dir) > attached_before, "a reattach")
+        assert sandbox_dirs(server_root) == [sandbox_dir] and (sandbox_dir / "daemon.pid").read_text() == pid
         kill_sandboxes(server_root / "data" / "cloudws")
         with second.client() as client:
             # Only a hub holding the bridge notices the death while nothing runs.
@@ -129,3 +157,4 @@ def test_a_restarted_server_reattaches_to_an_idle_sandbox(server_root, sandbox_e
     finally:
         second.stop()
     assert [e["type"] for e in events].count("execution_complete") == 1
+    assert [e["status"] for e in events if e["type"] == "sandbox_status"].count("spawning") == 1, "no second sandbox"

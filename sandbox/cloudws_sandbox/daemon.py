@@ -416,6 +416,8 @@ class Daemon:
     async def _handle_op(self, op: dict[str, Any], outbox: Connection) -> None:
         name = op["op"]
         if name == "attach":
+            # The one trace a reattach leaves in the sandbox (daemon.log): operators and tests see it.
+            log.info("a hub attached after seq %s of %s", op.get("after") or 0, self.log.last_seq)
             outbox.send({"kind": "attached", "last_seq": self.log.last_seq, "busy": self.current,
                          "session_id": self.config.session_id})  # fmt: skip
             outbox.replay(op.get("after") or 0)  # streamed from disk, then live
