@@ -45,6 +45,8 @@ T = TypeVar("T")
 MAX_SPAWNS_PER_PROMPT = 2  # a prompt whose fresh sandboxes keep dying before it is sent fails
 BRIDGE_CLOSE_TIMEOUT_S = 5.0  # closing a half-open link may wait for a peer that never answers
 MAX_BAD_FRAMES_RECORDED = 5  # per connection; after that one note, so a flood cannot fill the DB
+MAX_BAD_FRAMES_PER_WINDOW = 20  # per session and window, over all its connections
+BAD_FRAME_WINDOW_S = 60.0
 UNKNOWN_GIVE_UP = (
     "the hub could not tell whether the sandbox is alive; it was left as it is "
     "(send the prompt again once the backend answers)"
@@ -81,6 +83,8 @@ class SessionRunner:
         self._mending = 0  # lost-bridge handlers at work: a running prompt may wait for them
         self._retiring = False  # retire() is ending the sandbox, and then the prompt it ran
         self._spawns = 0  # sandboxes started by this runner
+        self._bad_window_start_s = float("-inf")  # when the current bad-frame window began
+        self._bad_in_window = 0  # bad-frame notes recorded in it
 
     # -- fan-out ----------------------------------------------------------------------------
 
@@ -413,17 +417,24 @@ class SessionRunner:
                 pass
 
     def _on_bad_frame(self, bridge: BridgeClient, code: str, message: str) -> None:
-        """A frame the hub refused: logged, and recorded in the session a few times per link."""
+        """A frame the hub refused: logged, and recorded in the session a few times per link
+        and per minute (a sandbox that hangs up and floods again cannot fill the database)."""
         bridge.bad_frames += 1
-        if bridge.bad_frames <= MAX_BAD_FRAMES_RECORDED:
+        now_s = asyncio.get_running_loop().time()
+        if now_s - self._bad_window_start_s > BAD_FRAME_WINDOW_S:
+            self._bad_window_start_s, self._bad_in_window = now_s, 0
+        if bridge.bad_frames > MAX_BAD_FRAMES_RECORDED + 1 or self._bad_in_window > MAX_BAD_FRAMES_PER_WINDOW:
+            return
+        self._bad_in_window += 1
+        if bridge.bad_frames <= MAX_BAD_FRAMES_RECORDED and self._bad_in_window <= MAX_BAD_FRAMES_PER_WINDOW:
             log.warning("sandbox %s of session %s sent a bad frame (%s): %s", bridge.sandbox_id, self.session_id,
                         code, message)  # fmt: skip
             self.append(ErrorEvent("bad_frame", f"the sandbox sent a frame the hub refused ({code}): {message}"))
-        elif bridge.bad_frames == MAX_BAD_FRAMES_RECORDED + 1:
+        else:
             log.warning("sandbox %s of session %s: further bad frames are not recorded", bridge.sandbox_id,
                         self.session_id)  # fmt: skip
-            self.append(ErrorEvent("bad_frame", "the sandbox keeps sending bad frames; further ones on this "
-                                                "connection are not recorded"))  # fmt: skip
+            self.append(ErrorEvent("bad_frame", "the sandbox keeps sending bad frames; further ones are not "
+                                                "recorded for a while"))  # fmt: skip
 
     def _on_frame(self, frame: dict[str, Any]) -> None:
         """One frame that passed :func:`parse_bridge_reply` (so its fields have their types)."""

@@ -17,7 +17,7 @@ from cloudws_sandbox.protocol import (
     parse_bridge_reply,
 )
 from jupyter_cloudws.backends.base import LineTooLong, read_bounded_line
-from jupyter_cloudws.runner import MAX_BAD_FRAMES_RECORDED
+from jupyter_cloudws.runner import MAX_BAD_FRAMES_PER_WINDOW, MAX_BAD_FRAMES_RECORDED
 from jupyter_cloudws.testing.fake_backend import settle, until
 
 
@@ -154,3 +154,19 @@ async def test_a_half_open_link_is_found_by_the_heartbeat_and_reattached(memory_
         assert len(fake_backend.created) == 1
     finally:
         await fake_hub.close()
+
+
+async def test_a_sandbox_that_hangs_up_and_floods_again_is_recorded_only_so_often(fake_hub, fake_backend):
+    sid = new_session(fake_hub)
+    prompt = send(fake_hub, sid, "go")
+    sandbox = await running_on(fake_backend)
+    runner = fake_hub.runner(sid)
+    for connection in range(1, 9):  # each link: a flood, then hang up; the hub reattaches
+        await until(lambda: len(sandbox.attached_streams) == connection and runner.bridge is not None, WAIT_S)
+        for _ in range(MAX_BAD_FRAMES_RECORDED + 2):
+            sandbox.stream.send_raw(b"{not json\n")
+        await until(lambda: runner.bridge is not None and runner.bridge.bad_frames >= MAX_BAD_FRAMES_RECORDED + 2,
+                    WAIT_S)  # fmt: skip
+        sandbox.hang_up()
+    assert len(events_of(fake_hub, sid, "error")) == MAX_BAD_FRAMES_PER_WINDOW + 1, "capped, then one note"
+    assert status(fake_hub, prompt) == "running" and fake_backend.terminated == []
