@@ -4,8 +4,10 @@ and the memory of an idle session's sandbox before and after its idle stop.
 A real jupyter-server with the extension and a local sandbox, the real Claude Code CLI against the
 fake API. Warm: the sandbox is live (prompts a moment apart). Resumed: each prompt comes after the
 sandbox was stopped as idle, so it pays for a fresh sandbox (spawn, clone, CLI start) and for the
-CLI loading the conversation with ``--resume``. Both are timed from POSTing the prompt to the first
-``delta`` frame of the answer and to its ``execution_complete`` event. Memory is the sum over the
+CLI loading the conversation with ``--resume``. Fresh: a new session's first prompt, which pays for
+the sandbox but has nothing to resume; resumed over fresh is what resuming itself costs. All are
+timed from POSTing the prompt to the first ``delta`` frame of the answer, to its
+``execution_complete`` event, and to the sandbox's ``ready`` status. Memory is the sum over the
 sandbox's processes (bubblewrap, daemon, Claude Code) of RSS and of PSS (shared pages split
 between the processes that share them), read from /proc.
 
@@ -21,6 +23,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -96,15 +100,28 @@ def run(fake: FakeAnthropic, root: Path, runs: int, idle_timeout_s: float) -> di
     config = {"sandbox_env": sandbox_env, "sandbox_idle_timeout_s": idle_timeout_s, "local_repo_roots": [str(root)]}
     server = ServerProcess(root / "server", cloudws_config=config).start()
     sandboxes = root / "server" / "data" / "cloudws" / "sandboxes"
-    out: dict[str, Any] = {"warm": [], "resumed": []}
+    out: dict[str, Any] = {"warm": [], "resumed": [], "fresh": []}
+
+    @contextmanager
+    def subscribe(sid: str) -> Iterator[ClientConnection]:
+        url = server.api_url.replace("http", "ws", 1) + f"/sessions/{sid}/ws"
+        with connect(url, additional_headers=server.headers, max_size=None) as ws:
+            ws.send(json.dumps({"type": "subscribe"}))
+            ws.recv()
+            yield ws
+
     try:
         with server.client() as client:
+            for n in range(runs + 1):  # fresh: a new session's first prompt, nothing to resume
+                sid = client.post("/sessions", json={"repo": str(repo)}).json()["id"]
+                with subscribe(sid) as ws:
+                    timings = prompt(client, ws, sid, 0)
+                    wait_for_idle_stop(ws, idle_timeout_s + 60)
+                if n:  # the server's very first sandbox also warms the server up: not counted
+                    out["fresh"].append(timings)
             sid = client.post("/sessions", json={"repo": str(repo)}).json()["id"]
-            ws_url = server.api_url.replace("http", "ws", 1) + f"/sessions/{sid}/ws"
-            with connect(ws_url, additional_headers=server.headers, max_size=None) as ws:
-                ws.send(json.dumps({"type": "subscribe"}))
-                ws.recv()
-                out["cold"] = prompt(client, ws, sid, 0)  # spawn, clone, agent boot
+            with subscribe(sid) as ws:
+                prompt(client, ws, sid, 0)  # spawn, clone, agent boot
                 for n in range(1, runs + 1):  # warm: the sandbox is live
                     time.sleep(PAUSE_S)
                     out["warm"].append(prompt(client, ws, sid, n))
@@ -138,16 +155,12 @@ def main() -> int:
         return statistics.median(p[i] for p in pairs) * 1000
 
     print(f"idle stop and resume, median of {args.runs} runs each (ms), idle timeout {args.idle_timeout_s:g} s")
-    print(f"{'':28}{'warm':>10}{'resumed':>10}{'ratio':>8}")
-    for i, label in enumerate(("prompt -> first text delta", "prompt -> turn complete")):
-        warm, resumed = med_ms(r["warm"], i), med_ms(r["resumed"], i)
-        print(f"{label:28}{warm:10.1f}{resumed:10.1f}{resumed / warm:8.2f}")
-    ready, first = med_ms(r["resumed"], 2), med_ms(r["resumed"], 0)
-    print(f"resumed, of which: sandbox start (spawn, clone) {ready:.0f} ms, then {first - ready:.0f} ms to the first "
-          "delta (Claude Code loading the conversation and answering)")  # fmt: skip
-    cold_first, cold_ready = r["cold"][0] * 1000, r["cold"][2] * 1000
-    print(f"first prompt of the session (fresh sandbox, nothing to resume): {cold_first:.0f} ms to the first delta, "
-          f"sandbox start {cold_ready:.0f} ms")  # fmt: skip
+    print("warm: the sandbox is live; fresh: a new session's first prompt; resumed: after an idle stop")
+    print(f"{'':28}{'warm':>10}{'fresh':>10}{'resumed':>10}{'res/warm':>10}{'res/fresh':>10}")
+    for i, label in enumerate(("prompt -> first text delta", "prompt -> turn complete", "prompt -> sandbox ready")):
+        warm, fresh, resumed = med_ms(r["warm"], i), med_ms(r["fresh"], i), med_ms(r["resumed"], i)
+        ratio = f"{resumed / warm:10.2f}" if warm else f"{'-':>10}"
+        print(f"{label:28}{warm:10.1f}{fresh:10.1f}{resumed:10.1f}{ratio}{resumed / fresh:10.2f}")
     print(f"the last resumed request carried {r['turns_sent_last']} earlier assistant turns")
     (n_idle, rss_idle, pss_idle), (n_stopped, rss_stopped, pss_stopped) = r["memory_idle"], r["memory_stopped"]
     print("memory of the idle session's sandbox processes")
