@@ -12,7 +12,7 @@ from support import eventually, kill_sandboxes, sandbox_commands
 from cloudws_sandbox.idle import IDLE_TIMEOUT_ENV
 from cloudws_sandbox.protocol import PromptRequest
 from jupyter_cloudws.backends.base import SandboxBackend
-from jupyter_cloudws.hub import HubSettings, SessionHub
+from jupyter_cloudws.hub import HubSettings, Requester, SessionHub
 from jupyter_cloudws.store import SessionStore
 from jupyter_cloudws.testing.fake_anthropic import text, tool_use
 from jupyter_cloudws.testing.server import ServerProcess
@@ -68,7 +68,8 @@ def test_a_sandbox_whose_server_is_gone_for_good_ends_itself(tmp_path: Path, san
     root = tmp_path / "server"
     data_dir = root / "data" / "cloudws"
     # The hub never stops it here (0), so only the runtime's own timeout, set short, can end it.
-    config = {"sandbox_env": {**sandbox_env, IDLE_TIMEOUT_ENV: "1"}, "sandbox_idle_timeout_s": 0}
+    config = {"sandbox_env": {**sandbox_env, IDLE_TIMEOUT_ENV: "1"}, "sandbox_idle_timeout_s": 0,
+              "local_repo_roots": [str(tmp_path)]}  # fmt: skip
     server = ServerProcess(root, cloudws_config=config).start()
     try:
         with server.client() as client:
@@ -126,7 +127,8 @@ async def test_typing_counts_as_activity_and_the_stop_comes_a_whole_timeout_afte
     clock.now_s += 1
     runner.idle.check()  # due: the stop is on its way, but a prompt comes first
     hub = jp_serverapp.web_app.settings["cloudws_hub"]
-    again = hub.submit_prompt(sid, PromptRequest("hello again"), {"username": "ada"})
+    owner = Requester(session["owner"])
+    again = hub.submit_prompt(sid, PromptRequest("hello again"), {"username": owner.username}, owner)
     assert (await api.wait_until_complete(sid, again["message_id"]))["success"] is True
     statuses = [e["status"] for e in await api.events(sid) if e["type"] == "sandbox_status"]
     assert "stopped" not in statuses and statuses.count("spawning") == 1, "the stop gave way to the prompt"
