@@ -163,7 +163,7 @@ class CloudWorkspaces(ExtensionApp):
             backend.root_dir = str(Path(self.data_dir) / "sandboxes")
         if hasattr(backend, "hidden_paths"):
             # The server's files are the user's: a sandbox sees only the repository it works on.
-            backend.hidden_paths = [*backend.hidden_paths, self.serverapp.root_dir]
+            backend.hidden_paths = [*backend.hidden_paths, self.serverapp.root_dir, self.serverapp.runtime_dir]
         return backend
 
     def initialize_settings(self) -> None:

@@ -14,6 +14,7 @@ it starts live in one PID namespace, which ends with it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import shutil
@@ -48,8 +49,13 @@ BASE_ENV_NAMES = ("PATH", "LANG", "LC_ALL", "TZ", "SSL_CERT_FILE", "SSL_CERT_DIR
 INFO_FILE = "bwrap-info.json"  # bubblewrap's --info-fd output: the pid of the namespace's init
 # Always hidden. A sandbox of a server run as root runs as root without capabilities, and root
 # still owns these: readable unless masked.
-SYSTEM_HIDDEN = ("/etc/ssh", "/run/user", "/var/run/user")
-SYSTEM_MASKED = ("/etc/shadow", "/etc/gshadow", "/etc/sudoers")
+# /run holds the host's sockets (docker, dbus, systemd): a read-only file does not stop connect().
+SYSTEM_HIDDEN = ("/run", "/etc/ssh", "/var/backups")
+# What a hostile agent could leave in the session's conversation dir for the next sandbox's Claude
+# Code to obey or run (settings with hooks, memory, commands); transcripts under projects/ stay.
+CONVERSATION_SCRUB = ("settings.json", "settings.local.json", "CLAUDE.md", "hooks", "commands", "agents",
+                      "plugins", "output-styles")  # fmt: skip
+SYSTEM_MASKED = ("/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-", "/etc/sudoers")
 
 
 class LocalBackend(SandboxBackend):
@@ -108,7 +114,7 @@ class LocalBackend(SandboxBackend):
         path = self._dir(sandbox_id) / "bridge.sock"
         if len(str(path)) <= MAX_SOCKET_PATH:
             return path
-        short_dir = Path(tempfile.gettempdir()) / f"cloudws-{os.getuid()}"
+        short_dir = _short_socket_dir()
         short_dir.mkdir(mode=0o700, exist_ok=True)
         info = short_dir.lstat()
         # A predictable name in a shared directory: use it only if it is really ours and private.
@@ -120,14 +126,17 @@ class LocalBackend(SandboxBackend):
         """Host directories a sandbox must not see (what it needs beneath them is bound back)."""
         data_dir = str(Path(self.root_dir).parent)
         paths = [str(Path.home()), data_dir, self.root_dir, jupyter_runtime_dir(), jupyter_config_dir(),
-                 jupyter_data_dir(), *jupyter_config_path(), *SYSTEM_HIDDEN, *self.hidden_paths]  # fmt: skip
+                 jupyter_data_dir(), *jupyter_config_path(), *SYSTEM_HIDDEN, *self.hidden_paths,
+                 str(_short_socket_dir())]  # fmt: skip
         return paths
 
     @staticmethod
     def _runtime_paths(cli: str) -> list[str]:
         """What the daemon needs to start, bound back read-only if it lies in a hidden directory."""
         python = os.path.realpath(sys.executable)
-        return [sys.base_prefix, sys.prefix, os.path.dirname(python), RUNTIME_ROOT, os.path.dirname(os.path.realpath(cli))]
+        paths = [sys.base_prefix, sys.prefix, os.path.dirname(python), RUNTIME_ROOT, os.path.dirname(os.path.realpath(cli))]
+        resolv = os.path.realpath("/etc/resolv.conf")  # often a link into /run (systemd-resolved)
+        return paths + ([resolv] if resolv.startswith("/run/") else [])
 
     # -- interface --------------------------------------------------------------------------
 
@@ -154,6 +163,7 @@ class LocalBackend(SandboxBackend):
         host.chmod(0o700)
         claude_dir = Path(spec.conversation_dir) if spec.conversation_dir else box / "claude"
         claude_dir.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(_scrub, claude_dir)
         DaemonConfig(
             session_id=spec.session_id, repo=spec.repo, base_branch=spec.base_branch, branch=spec.branch,
             model=spec.model, cli_path=cli, workdir=str(box / "repo"), secret_names=list(spec.secret_names),
@@ -258,9 +268,12 @@ class LocalBackend(SandboxBackend):
             cli = self.cli_path or bundled_cli_path() or sys.executable
             plan = MountPlan(writable=[str(box)], hidden=self._hidden(), readable=self._runtime_paths(cli),
                              masked_files=SYSTEM_MASKED)  # fmt: skip
+            plan = dataclasses.replace(plan, extra_args=("--die-with-parent",))
             argv = bwrap_argv(bwrap, plan, argv, chdir=str(cwd), info_fd=None, drop_caps=os.geteuid() == 0)
+        env = {name: os.environ[name] for name in BASE_ENV_NAMES if name in os.environ}
+        env["HOME"] = str(box / "home")
         proc = await asyncio.create_subprocess_exec(
-            *argv, cwd=cwd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            *argv, cwd=cwd, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         try:
             out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
@@ -280,7 +293,8 @@ class LocalBackend(SandboxBackend):
             # Under bubblewrap the daemon is the first child of the namespace's init; a SIGTERM to
             # bwrap itself would not reach it.
             daemon_pid = _first_child(init_pid) if init_pid is not None else pid
-            _signal(daemon_pid, signal.SIGTERM, group=init_pid is None)
+            if self._owns(daemon_pid, sandbox_id):  # not a pid recycled meanwhile
+                _signal(daemon_pid, signal.SIGTERM, group=init_pid is None)
             loop = asyncio.get_running_loop()
             deadline = loop.time() + self.terminate_timeout_s
             while await self.is_alive(sandbox_id) and loop.time() < deadline:
@@ -312,6 +326,20 @@ class LocalBackend(SandboxBackend):
         return reason + (": " + " | ".join(tail) if tail else "")
 
 
+def _short_socket_dir() -> Path:
+    """Where bridge sockets go when the sandbox folder's path is too long for a socket's name."""
+    return Path(tempfile.gettempdir()) / f"cloudws-{os.getuid()}"
+
+
+def _scrub(conversation_dir: Path) -> None:
+    for name in CONVERSATION_SCRUB:
+        path = conversation_dir / name
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+        elif path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def _listen(path: Path) -> socket.socket:
     path.unlink(missing_ok=True)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -327,13 +355,17 @@ def _is_local_path(repo: str) -> bool:
 
 
 def push_paths(repo: str) -> list[str]:
-    """What a push into the local repository ``repo`` writes: its objects and refs (and ref
-    logs), not its hooks or config. Empty when its git directory is not found (the push fails)."""
+    """What a push of a session branch into the local repository ``repo`` writes: its objects and
+    ``refs/heads/cloudws/``. Not its other branches, not its reflogs (a link planted there would
+    make the host's git append to any file), hooks or config (git would run those on the host).
+    Empty when its git directory is not found (the push then fails, saying so)."""
     path = Path(repo)
     git_dir = path if (path / "HEAD").is_file() and (path / "objects").is_dir() else path / ".git"
-    if not (git_dir / "objects").is_dir():
+    if not (git_dir / "objects").is_dir() or not (git_dir / "refs" / "heads").is_dir():
         return []
-    return [str(git_dir / name) for name in ("objects", "refs", "logs") if (git_dir / name).is_dir()]
+    session_refs = git_dir / "refs" / "heads" / "cloudws"
+    session_refs.mkdir(exist_ok=True)
+    return [str(git_dir / "objects"), str(session_refs)]
 
 
 def _read_int(path: Path) -> int | None:

@@ -117,8 +117,17 @@ async def commit_all(cwd: str, message: str, author: Author) -> bool:
     return True
 
 
+# A local origin is pushed to by a receive-pack running in the sandbox, which may write only the
+# origin's objects and session refs: no reflog, no housekeeping. Env, not -c: it reaches that
+# child process, and never a remote server.
+PUSH_CONFIG = {"core.logAllRefUpdates": "false", "receive.autogc": "false"}
+
+
 async def push(cwd: str, branch: str) -> None:
-    await git("push", "--quiet", "--", "origin", f"HEAD:refs/heads/{branch}", cwd=cwd)
+    env = {"GIT_CONFIG_COUNT": str(len(PUSH_CONFIG))}
+    for i, (key, value) in enumerate(PUSH_CONFIG.items()):
+        env |= {f"GIT_CONFIG_KEY_{i}": key, f"GIT_CONFIG_VALUE_{i}": value}
+    await git("push", "--quiet", "--", "origin", f"HEAD:refs/heads/{branch}", cwd=cwd, env=env)
 
 
 def commit_message(prompt: str, session_id: str, max_subject_chars: int = 72) -> str:

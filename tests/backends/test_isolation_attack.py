@@ -74,6 +74,9 @@ def attack(world: Path, fake_anthropic: FakeAnthropic, sandbox_env: dict[str, st
             command = "; ".join(f"cat {t}" for t in targets) + f"; grep -a -o -h 'db-[0-9a-f]*' {data_dir}/cloudws.sqlite*"
             # A hook in the origin repository would run on the host at the next push.
             command += f"; echo 'touch {world}/pwned' > {repo}/hooks/post-update; chmod +x {repo}/hooks/post-update"
+            # Pushing its own branch is allowed; moving the user's main is not.
+            command += f"; echo 0000000000000000000000000000000000000000 > {repo}/refs/heads/main"
+            main_before = (repo / "refs" / "heads" / "main").read_text()
             fake_anthropic.on("read everything", tool_use("Bash", {"command": command}), text("Read."))
             attacker = client.post("/sessions", json={"repo": str(repo)}).json()
             mid = client.post(f"/sessions/{attacker['id']}/prompts", json={"text": "read everything"}).json()["message_id"]
@@ -82,7 +85,9 @@ def attack(world: Path, fake_anthropic: FakeAnthropic, sandbox_env: dict[str, st
         server.stop()
     outputs = [e["output"] for e in events if e["type"] == "tool_call" and e["status"] != "running"]
     hooked = (repo / "hooks" / "post-update").exists()
-    return {"status": status, "secrets": secrets, "events": repr(events), "outputs": outputs, "hooked": hooked}
+    moved = (repo / "refs" / "heads" / "main").read_text() != main_before
+    return {"status": status, "secrets": secrets, "events": repr(events), "outputs": outputs, "hooked": hooked,
+            "moved_main": moved}  # fmt: skip
 
 
 def test_a_hostile_agent_under_bubblewrap_reads_nothing_outside_its_sandbox(world, fake_anthropic, sandbox_env):
@@ -93,6 +98,7 @@ def test_a_hostile_agent_under_bubblewrap_reads_nothing_outside_its_sandbox(worl
     leaked = [name for name, value in seen["secrets"].items() if value in seen["events"]]
     assert leaked == [], f"the sandbox read {leaked}"
     assert not seen["hooked"], "the sandbox could not plant a hook in the origin repository"
+    assert not seen["moved_main"], "nor move the origin's other branches"
     assert "Read-only file system" in output
 
 
@@ -101,4 +107,4 @@ def test_without_isolation_the_same_attack_reads_everything(world, fake_anthropi
     assert seen["status"]["isolation"] == "none"
     leaked = {name for name, value in seen["secrets"].items() if value in seen["events"]}
     assert leaked == set(seen["secrets"]), "the attack is real: each secret is readable without isolation"
-    assert seen["hooked"], "and a hook can be planted"
+    assert seen["hooked"] and seen["moved_main"], "and a hook can be planted, and main moved"
