@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,24 +29,13 @@ from typing import Any
 
 from websockets.sync.client import ClientConnection, connect
 
+from bench_repo import make_repo
 from cloudws_sandbox.procs import kill_marked, marked_processes
 from jupyter_cloudws.testing.fake_anthropic import FakeAnthropic, text
 from jupyter_cloudws.testing.server import ServerProcess
 
 PAUSE_S = 0.2  # rest before each warm prompt, as in prompt_latency.py
 REPLY = "Pong: " + "the quick brown fox jumps over the lazy dog. " * 4
-
-
-def make_repo(root: Path) -> Path:
-    repo, seed = root / "repo.git", root / "seed"
-    ident = ["-c", "user.name=Bench", "-c", "user.email=bench@example.test"]
-    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(repo)], check=True)
-    subprocess.run(["git", "clone", "-q", str(repo), str(seed)], check=True, capture_output=True)
-    (seed / "README.md").write_text("# bench\n")
-    subprocess.run(["git", *ident, "-C", str(seed), "add", "-A"], check=True)
-    subprocess.run(["git", *ident, "-C", str(seed), "commit", "-qm", "init"], check=True)
-    subprocess.run(["git", "-C", str(seed), "push", "-q", "origin", "HEAD:main"], check=True)
-    return repo
 
 
 def memory_kb(sandboxes_dir: Path) -> tuple[int, int, int]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -21,23 +20,12 @@ from pathlib import Path
 
 import httpx
 
+from bench_repo import make_repo
 from cloudws_sandbox.procs import kill_marked
 from jupyter_cloudws.testing.fake_anthropic import FakeAnthropic, text
 from jupyter_cloudws.testing.server import ServerProcess
 
 MODES = ("none", "bubblewrap")
-
-
-def make_repo(root: Path) -> Path:
-    repo, seed = root / "repo.git", root / "seed"
-    ident = ["-c", "user.name=Bench", "-c", "user.email=bench@example.test"]
-    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(repo)], check=True)
-    subprocess.run(["git", "clone", "-q", str(repo), str(seed)], check=True, capture_output=True)
-    (seed / "README.md").write_text("# bench\n")
-    subprocess.run(["git", *ident, "-C", str(seed), "add", "-A"], check=True)
-    subprocess.run(["git", *ident, "-C", str(seed), "commit", "-qm", "init"], check=True)
-    subprocess.run(["git", "-C", str(seed), "push", "-q", "origin", "HEAD:main"], check=True)
-    return repo
 
 
 def first_prompt(client: httpx.Client, repo: Path) -> tuple[float, float]:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from websockets.sync.client import connect
 
+from bench_repo import make_repo
 from cloudws_sandbox.procs import kill_marked
 
 from jupyter_cloudws.testing.fake_anthropic import FakeAnthropic, text
@@ -73,15 +74,7 @@ def bare_cli(fake: FakeAnthropic, root: Path, runs: int) -> tuple[list[float], l
 
 
 def hub(fake: FakeAnthropic, root: Path, runs: int) -> tuple[float, list[float], list[float]]:
-    repo = root / "repo.git"
-    seed = root / "seed"
-    ident = ["-c", "user.name=Bench", "-c", "user.email=bench@example.test"]
-    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(repo)], check=True)
-    subprocess.run(["git", "clone", "-q", str(repo), str(seed)], check=True, capture_output=True)
-    (seed / "README.md").write_text("# bench\n")
-    subprocess.run(["git", *ident, "-C", str(seed), "add", "-A"], check=True)
-    subprocess.run(["git", *ident, "-C", str(seed), "commit", "-qm", "init"], check=True)
-    subprocess.run(["git", "-C", str(seed), "push", "-q", "origin", "HEAD:main"], check=True)
+    repo = make_repo(root)
 
     sandbox_env = {"ANTHROPIC_BASE_URL": fake.url, "ANTHROPIC_API_KEY": "sk-bench", "CLAUDE_CODE_MAX_RETRIES": "0"}
     server = ServerProcess(root / "server", cloudws_config={"sandbox_env": sandbox_env, "local_repo_roots": [str(root)]}).start()
