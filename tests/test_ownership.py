@@ -24,7 +24,7 @@ from jupyter_server.auth import Authorizer, IdentityProvider, User
 from tornado.httpclient import HTTPClientError
 
 from cloudws_sandbox.protocol import SandboxStatusEvent
-from conftest import Api, SessionSocket
+from hub_api import Api, SessionSocket
 from jupyter_cloudws.client import Client
 from jupyter_cloudws.testing.fake_anthropic import text, tool_use
 from support import completed, git
