@@ -9,6 +9,7 @@ from pathlib import Path
 
 from support import completed, crash_daemon, eventually, git, sandbox_commands
 
+from cloudws_sandbox.normalize import DEFAULT_MAX_INPUT_CHARS
 from jupyter_cloudws.testing.fake_anthropic import latest_human_text, text, tool_use, turn
 
 
@@ -249,6 +250,22 @@ async def test_secrets_stay_out_of_events_logs_and_the_database(api, make_repo, 
             if key.encode() in path.read_bytes():
                 leaks.append(path.name)
     assert leaks == [], f"the API key was written to {leaks}"
+
+
+async def test_a_secret_across_the_point_where_a_long_input_is_cut_leaves_no_part_behind(
+    api, make_repo, fake_anthropic
+):
+    key = "sk-test-cloudws"  # the sandbox_env API key from conftest
+    # The key starts 5 characters before the 64,000th of the Write's content, where inputs are cut.
+    content = "x" * (DEFAULT_MAX_INPUT_CHARS - 5) + key + "\n"
+    fake_anthropic.on("long file", tool_use("Write", {"file_path": "long.txt", "content": content}), text("Written."))
+    session = await api.new_session(make_repo())
+    prompt = await api.prompt(session["id"], "write a long file")
+    await api.wait_until_complete(session["id"], prompt["message_id"])
+    calls = [e for e in await api.events(session["id"]) if e["type"] == "tool_call"]
+    shown = calls[-1]["input"]["content"]
+    assert "more characters not shown" in shown, "the input was cut"
+    assert key[:5] not in shown[-200:], f"a piece of the secret shows: {shown[-120:]!r}"
 
 
 async def test_the_session_model_and_a_per_prompt_model_reach_the_api(api, make_repo, fake_anthropic):

@@ -315,7 +315,9 @@ class Daemon:
                 code = self.agent.returncode if self.agent else None
                 outputs = self.normalizer.abandon(f"Claude Code exited (code {code}) during the turn", time.time())
             else:
-                outputs = self.normalizer.feed(line, time.time())
+                # Redacted before the normalizer cuts long values: a secret across a cut would
+                # lose its end, and the rest would no longer match.
+                outputs = self.normalizer.feed(self.redactor.data(line), time.time())
                 if self.normalizer.agent_session_id != self.conversation.saved_id:
                     self.conversation.save(self.normalizer.agent_session_id)  # for the next sandbox
             for out in outputs:
