@@ -95,9 +95,16 @@ class SessionRunner:
             except Exception:  # a broken subscriber must not stop the others
                 log.exception("subscriber failed")
 
-    def append(self, body: Any, *, sandbox_seq: int | None = None) -> dict[str, Any] | None:
-        """Store an event, then show it: durable before it is seen."""
-        event = self.store.append_event(self.session_id, body, sandbox_seq=sandbox_seq)
+    def append(
+        self, body: Any, *, sandbox_seq: int | None = None, finishes: tuple[str, bool] | None = None
+    ) -> dict[str, Any] | None:
+        """Store an event, then show it: durable before it is seen. ``finishes`` names the prompt
+        (and its success) that the event completes: its status changes in the same transaction,
+        so a crash between the two can never leave a completed prompt running for ever."""
+        with self.store.transaction():
+            event = self.store.append_event(self.session_id, body, sandbox_seq=sandbox_seq)
+            if event is not None and finishes is not None:
+                self._close_prompt(*finishes)
         if event is not None:
             self.publish(event_frame(event))
         return event
@@ -203,7 +210,7 @@ class SessionRunner:
 
     def _finish(self, message_id: str, complete: ExecutionComplete) -> None:
         """Close a prompt from the hub's side (no sandbox, sandbox died, cancelled)."""
-        self.append(complete)
+        self.append(complete, finishes=(message_id, complete.success))
         self._prompt_finished(message_id, complete.success)
 
     def _fail_in_flight(self, reason: str, *, interrupted: bool = False) -> None:
@@ -227,11 +234,17 @@ class SessionRunner:
         else:
             self._fail_in_flight("the link to the sandbox was lost")
 
-    def _prompt_finished(self, message_id: str, success: bool) -> None:
+    def _close_prompt(self, message_id: str, success: bool) -> bool:
+        """Mark an open prompt done or failed; False when there is no such prompt."""
         try:
             if self.store.get_prompt(message_id)["status"] in ("queued", "running"):
                 self.store.set_prompt_status(message_id, "done" if success else "failed")
         except KeyError:
+            return False
+        return True
+
+    def _prompt_finished(self, message_id: str, success: bool) -> None:
+        if not self._close_prompt(message_id, success):
             return
         if self._interrupt_pending == message_id:
             self._interrupt_pending = None
@@ -462,7 +475,8 @@ class SessionRunner:
                     "but it is not an open prompt of this session",
                     message_id=event["message_id"],
                 ).to_dict()
-            stored = self.append(event, sandbox_seq=sandbox_seq)
+            finishes = (event["message_id"], bool(event["success"])) if event["type"] == "execution_complete" else None
+            stored = self.append(event, sandbox_seq=sandbox_seq, finishes=finishes)
             if stored is not None:
                 self._on_sandbox_event(stored)
             if sandbox_seq >= self._attached_last_seq:

@@ -210,3 +210,22 @@ async def test_a_prompt_whose_fresh_sandboxes_keep_dying_fails_after_two(fake_hu
     assert len(fake_backend.created) == 2
     (done,) = completions(fake_hub, sid, prompt)
     assert done["error"] == "no sandbox: the daemon exited at once"
+
+
+async def test_a_completion_and_its_prompt_status_are_stored_together_or_not_at_all(fake_hub, fake_backend):
+    sid = new_session(fake_hub)
+    first = send(fake_hub, sid, "one")
+    sandbox = await running_on(fake_backend)
+    store = fake_hub.store
+    real_set_status = store.set_prompt_status
+
+    def crash(prompt_id: str, status: str) -> None:  # the server dies between the two writes
+        raise RuntimeError("killed")
+
+    store.set_prompt_status = crash  # type: ignore[method-assign]
+    sandbox.complete(first)
+    await settle()
+    store.set_prompt_status = real_set_status  # type: ignore[method-assign]
+    assert (status(fake_hub, first), completions(fake_hub, sid, first)) == ("running", []), (
+        "neither was stored: the sandbox's replay delivers the completion again"
+    )
