@@ -52,6 +52,15 @@ _ANONYMOUS_ID = re.compile(r"[0-9a-f]{32}")  # jupyter-server's id for a token-o
 CLOSE_TOO_SLOW = 4008
 
 
+def outbox_admits(pending_bytes: int, size_bytes: int, max_bytes: int, *, replay: bool) -> bool:
+    """Whether a frame of ``size_bytes`` may join ``pending_bytes`` waiting for a client. A replay
+    the client asked for may pass the limit alone (replay_limit bounds it), never on top of
+    frames still waiting: a client re-subscribing without reading would grow it without end."""
+    if pending_bytes + size_bytes <= max_bytes:
+        return True
+    return replay and pending_bytes == 0
+
+
 class CloudwsMixin(ExtensionHandlerMixin):
     auth_resource = AUTH_RESOURCE
 
@@ -244,13 +253,15 @@ class SessionSocketHandler(WebSocketMixin, CloudwsMixin, JupyterHandler, websock
         self._writer = asyncio.get_running_loop().create_task(self._write_frames())
 
     def _enqueue(self, frame: dict[str, Any], *, always: bool = False) -> None:
-        """Queue a frame for the client. Past the outbox limit the client is dropped, unless
-        ``always`` (the replay it asked for: it may be large, and it is bounded by replay_limit)."""
+        """Queue a frame for the client. Past the outbox limit the client is dropped. A replay it
+        asked for (``always``) may pass the limit alone (it is bounded by replay_limit), but not
+        on top of frames still waiting: else re-subscribing without reading grows it for ever."""
         if self._too_slow:
             return
         text = dumps(frame)
         size_bytes = len(text.encode())
-        if not always and self._outbox_bytes + size_bytes > self.hub.settings.websocket_outbox_max_bytes:
+        if not outbox_admits(self._outbox_bytes, size_bytes, self.hub.settings.websocket_outbox_max_bytes,
+                             replay=always):  # fmt: skip
             self._drop_slow_client()
             return
         self._outbox_bytes += size_bytes

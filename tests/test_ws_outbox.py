@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from cloudws_sandbox.protocol import ErrorEvent
-from jupyter_cloudws.handlers import CLOSE_TOO_SLOW
+from jupyter_cloudws.handlers import CLOSE_TOO_SLOW, outbox_admits
 
 OUTBOX_MAX_BYTES = 200_000
 EVENT_BYTES = 50_000
@@ -47,3 +47,17 @@ async def test_a_slow_client_is_dropped_with_a_close_code_and_resumes_from_its_s
     await again.send({"type": "subscribe", "after": got[-1] if got else 0})
     rest = await again.recv()
     assert [e["seq"] for e in rest["events"]] == list(range(len(got) + 1, 41)), "the rest, once each"
+
+
+@pytest.mark.parametrize(
+    ("pending_bytes", "size_bytes", "replay", "admitted"),
+    [
+        (0, 100, False, True),
+        (150_000, 100_000, False, False),  # a live frame past the limit: the client is dropped
+        (0, 900_000, True, True),  # the replay it asked for, alone, may pass the limit
+        (1, 900_000, True, False),  # but not on top of frames still waiting: re-subscribing
+        (900_000, 900_000, True, False),  # without reading would grow the outbox for ever
+    ],
+)
+def test_what_the_outbox_admits(pending_bytes: int, size_bytes: int, replay: bool, admitted: bool) -> None:
+    assert outbox_admits(pending_bytes, size_bytes, OUTBOX_MAX_BYTES, replay=replay) is admitted
