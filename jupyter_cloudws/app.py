@@ -104,6 +104,16 @@ class CloudWorkspaces(ExtensionApp):
         help="A sandbox link silent this long (no event, no answer to pings) is taken as lost and "
         "reattached, so a half-open connection is found within seconds.",
     ).tag(config=True)
+    @validate("bridge_heartbeat_timeout_s")
+    def _check_heartbeat_timeout(self, proposal: Any) -> float:
+        # A timeout within one ping interval would declare every quiet link lost.
+        if self.bridge_heartbeat_s and proposal["value"] <= self.bridge_heartbeat_s:
+            raise TraitError(
+                f"bridge_heartbeat_timeout_s ({proposal['value']}) must be longer than bridge_heartbeat_s "
+                f"({self.bridge_heartbeat_s}), or every quiet sandbox link would be taken as lost"
+            )
+        return float(proposal["value"])
+
     websocket_outbox_max_bytes = Int(
         16 * 1024 * 1024,
         help="Most bytes of frames waiting to go to one WebSocket client. A client that falls further "

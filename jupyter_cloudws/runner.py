@@ -484,7 +484,8 @@ class SessionRunner:
         elif kind == "delta":
             self.publish(delta_frame(frame["message_id"], frame["index"], frame["text"]))
         elif kind == "error":
-            log.warning("sandbox of session %s reported: %s", self.session_id, frame.get("message"))
+            # Untrusted and up to a frame long: quote only its start.
+            log.warning("sandbox of session %s reported: %.500s", self.session_id, str(frame.get("message")))
 
     def _may_complete(self, message_id: str) -> bool:
         try:
