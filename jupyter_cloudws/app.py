@@ -104,16 +104,6 @@ class CloudWorkspaces(ExtensionApp):
         help="A sandbox link silent this long (no event, no answer to pings) is taken as lost and "
         "reattached, so a half-open connection is found within seconds.",
     ).tag(config=True)
-    @validate("bridge_heartbeat_timeout_s")
-    def _check_heartbeat_timeout(self, proposal: Any) -> float:
-        # A timeout within one ping interval would declare every quiet link lost.
-        if self.bridge_heartbeat_s and proposal["value"] <= self.bridge_heartbeat_s:
-            raise TraitError(
-                f"bridge_heartbeat_timeout_s ({proposal['value']}) must be longer than bridge_heartbeat_s "
-                f"({self.bridge_heartbeat_s}), or every quiet sandbox link would be taken as lost"
-            )
-        return float(proposal["value"])
-
     websocket_outbox_max_bytes = Int(
         16 * 1024 * 1024,
         help="Most bytes of frames waiting to go to one WebSocket client. A client that falls further "
@@ -177,6 +167,7 @@ class CloudWorkspaces(ExtensionApp):
         return backend
 
     def initialize_settings(self) -> None:
+        check_heartbeat(self.bridge_heartbeat_s, self.bridge_heartbeat_timeout_s)
         Path(self.data_dir).mkdir(parents=True, exist_ok=True)
         os.chmod(self.data_dir, 0o700)  # transcripts and sandboxes are this user's alone
         self._data_dir_lock = lock_data_dir(Path(self.data_dir))
@@ -259,3 +250,13 @@ def _git_config(key: str) -> str:
     except (OSError, subprocess.SubprocessError):
         return ""
     return out.stdout.strip()
+
+
+def check_heartbeat(heartbeat_s: float, timeout_s: float) -> None:
+    """A timeout within one ping interval would declare every quiet sandbox link lost. Checked
+    once all configuration is loaded: the two settings may arrive in either order."""
+    if heartbeat_s and timeout_s <= heartbeat_s:
+        raise TraitError(
+            f"CloudWorkspaces.bridge_heartbeat_timeout_s ({timeout_s}) must be longer than "
+            f"bridge_heartbeat_s ({heartbeat_s}), or every quiet sandbox link would be taken as lost"
+        )
