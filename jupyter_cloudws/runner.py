@@ -211,7 +211,7 @@ class SessionRunner:
     def _finish(self, message_id: str, complete: ExecutionComplete) -> None:
         """Close a prompt from the hub's side (no sandbox, sandbox died, cancelled)."""
         self.append(complete, finishes=(message_id, complete.success))
-        self._prompt_finished(message_id, complete.success)
+        self._prompt_finished(message_id)
 
     def _fail_in_flight(self, reason: str, *, interrupted: bool = False) -> None:
         """The sandbox is gone: end the prompt it was running. A prompt still waiting to be
@@ -234,18 +234,16 @@ class SessionRunner:
         else:
             self._fail_in_flight("the link to the sandbox was lost")
 
-    def _close_prompt(self, message_id: str, success: bool) -> bool:
-        """Mark an open prompt done or failed; False when there is no such prompt."""
+    def _close_prompt(self, message_id: str, success: bool) -> None:
+        """Mark an open prompt done or failed (in the transaction that stores its completion)."""
         try:
             if self.store.get_prompt(message_id)["status"] in ("queued", "running"):
                 self.store.set_prompt_status(message_id, "done" if success else "failed")
         except KeyError:
-            return False
-        return True
+            pass
 
-    def _prompt_finished(self, message_id: str, success: bool) -> None:
-        if not self._close_prompt(message_id, success):
-            return
+    def _prompt_finished(self, message_id: str) -> None:
+        """Wake what waits on a prompt whose completion ``append`` has stored and closed."""
         if self._interrupt_pending == message_id:
             self._interrupt_pending = None
         done = self._done.get(message_id)
@@ -498,7 +496,7 @@ class SessionRunner:
         if event["type"] == "sandbox_status":
             self._set_session(sandbox_status=event["status"])
         elif event["type"] == "execution_complete":
-            self._prompt_finished(event["message_id"], event["success"])
+            self._prompt_finished(event["message_id"])
 
     def _mend(self, sandbox_id: str) -> None:
         """Start mending a lost bridge, unless a mend is under way (whose failed attaches would

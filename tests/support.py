@@ -4,7 +4,6 @@ pytest's ``pythonpath``, so any test module can ``from support import ...``."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import subprocess
@@ -12,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from jupyter_cloudws.backends.local import INFO_FILE, first_child, namespace_init
 from cloudws_sandbox.procs import kill_marked, marked_processes
 
 GIT_IDENTITY = {
@@ -52,11 +52,8 @@ def kill_sandboxes(data_dir: Path) -> None:
 def crash_daemon(sandbox_dir: Path) -> None:
     """SIGKILL a sandbox's daemon, and only it, as a crash would. Under bubblewrap the daemon is
     the child of the PID namespace's init (bwrap-info.json names it); without, daemon.pid is it."""
-    info = sandbox_dir / "bwrap-info.json"
-    pid = int((sandbox_dir / "daemon.pid").read_text())
-    if info.exists() and info.read_text():
-        init_pid = json.loads(info.read_text())["child-pid"]
-        pid = int(Path(f"/proc/{init_pid}/task/{init_pid}/children").read_text().split()[0])
+    init_pid = namespace_init(sandbox_dir / INFO_FILE)
+    pid = first_child(init_pid) if init_pid is not None else int((sandbox_dir / "daemon.pid").read_text())
     os.kill(pid, signal.SIGKILL)
 
 

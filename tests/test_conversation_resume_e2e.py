@@ -5,6 +5,7 @@ the model received after the sandbox was replaced."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support import eventually, kill_sandboxes
@@ -26,17 +27,22 @@ def assert_model_got_the_earlier_turn(fake: FakeAnthropic) -> None:
     assert REMEMBER in sent and "I will remember **pelican**." in sent, "the earlier turn went back to the model"
 
 
+async def session_that_was_asked_to_remember(api: Any, make_repo: Any, fake: FakeAnthropic) -> str:
+    """A new session whose first prompt asked the agent to remember a word; its id."""
+    script(fake)
+    sid = (await api.new_session(make_repo()))["id"]
+    first = await api.prompt(sid, REMEMBER)
+    assert (await api.wait_until_complete(sid, first["message_id"]))["success"] is True
+    return sid
+
+
 def sandbox_statuses(events: list[dict]) -> list[str]:
     return [e["status"] for e in events if e["type"] == "sandbox_status"]
 
 
 @pytest.mark.parametrize("cloudws_config", [{"sandbox_idle_timeout_s": 0.5}])
 async def test_after_an_idle_stop_the_model_gets_the_earlier_turns(api, make_repo, fake_anthropic):
-    script(fake_anthropic)
-    session = await api.new_session(make_repo())
-    sid = session["id"]
-    first = await api.prompt(sid, REMEMBER)
-    assert (await api.wait_until_complete(sid, first["message_id"]))["success"] is True
+    sid = await session_that_was_asked_to_remember(api, make_repo, fake_anthropic)
     await api.wait_for_event(sid, lambda e: e["type"] == "sandbox_status" and e["status"] == "stopped", 30)
 
     second = await api.prompt(sid, RECALL)
@@ -50,11 +56,7 @@ async def test_after_an_idle_stop_the_model_gets_the_earlier_turns(api, make_rep
 async def test_after_a_sandbox_died_the_next_one_resumes_the_conversation(
     api, make_repo, fake_anthropic, cloudws_data_dir: Path
 ):
-    script(fake_anthropic)
-    session = await api.new_session(make_repo())
-    sid = session["id"]
-    first = await api.prompt(sid, REMEMBER)
-    assert (await api.wait_until_complete(sid, first["message_id"]))["success"] is True
+    sid = await session_that_was_asked_to_remember(api, make_repo, fake_anthropic)
 
     kill_sandboxes(cloudws_data_dir)  # the daemon, its agent, everything: as if the machine lost it
     await api.wait_for_event(sid, lambda e: e["type"] == "sandbox_status" and e["status"] == "failed", 30)
@@ -68,11 +70,7 @@ async def test_after_a_sandbox_died_the_next_one_resumes_the_conversation(
 async def test_archiving_deletes_the_sandbox_and_keeps_the_conversation_for_after_unarchiving(
     api, make_repo, fake_anthropic, cloudws_data_dir: Path
 ):
-    script(fake_anthropic)
-    session = await api.new_session(make_repo())
-    sid = session["id"]
-    first = await api.prompt(sid, REMEMBER)
-    assert (await api.wait_until_complete(sid, first["message_id"]))["success"] is True
+    sid = await session_that_was_asked_to_remember(api, make_repo, fake_anthropic)
 
     await api.patch(f"sessions/{sid}", {"archived": True})
     await api.wait_for_event(sid, lambda e: e["type"] == "sandbox_status" and e["status"] == "stopped", 30)

@@ -14,7 +14,6 @@ it starts live in one PID namespace, which ends with it.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import os
 import shutil
@@ -25,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 from jupyter_core.paths import jupyter_config_dir, jupyter_config_path, jupyter_data_dir, jupyter_runtime_dir
@@ -138,6 +138,13 @@ class LocalBackend(SandboxBackend):
         resolv = os.path.realpath("/etc/resolv.conf")  # often a link into /run (systemd-resolved)
         return paths + ([resolv] if resolv.startswith("/run/") else [])
 
+    def _plan(self, cli: str, writable: list[str], readable: Sequence[str] = (),
+              extra_args: Sequence[str] = ()) -> MountPlan:  # fmt: skip
+        """What a process of this backend's sandboxes sees: ``writable`` and ``readable`` beside
+        what the runtime needs, the hidden directories and the masked files."""
+        return MountPlan(writable=writable, hidden=self._hidden(), readable=[*self._runtime_paths(cli), *readable],
+                         masked_files=SYSTEM_MASKED, extra_args=extra_args)  # fmt: skip
+
     # -- interface --------------------------------------------------------------------------
 
     def _isolation_command(self) -> str | None:
@@ -168,7 +175,7 @@ class LocalBackend(SandboxBackend):
             session_id=spec.session_id, repo=spec.repo, base_branch=spec.base_branch, branch=spec.branch,
             model=spec.model, cli_path=cli, workdir=str(box / "repo"), secret_names=list(spec.secret_names),
         ).save(box / "config.json")  # fmt: skip
-        env = {name: os.environ[name] for name in BASE_ENV_NAMES if name in os.environ}
+        env = _base_env()
         env.update(spec.env)
         env.update(
             HOME=str(box / "home"),
@@ -189,14 +196,13 @@ class LocalBackend(SandboxBackend):
             if bwrap is not None:
                 info = open(host / INFO_FILE, "wb")  # noqa: SIM115 - handed to bwrap, closed below
                 pass_fds.append(info.fileno())
-                readable, writable = self._runtime_paths(cli), [str(box), str(claude_dir)]
+                readable, writable = [], [str(box), str(claude_dir)]
                 if _is_local_path(spec.repo):
                     # The sandbox pushes to a local origin, but may not write its hooks or config:
                     # git would run those on the host, outside the sandbox.
                     readable.append(spec.repo)
                     writable += push_paths(spec.repo)
-                plan = MountPlan(writable=writable, hidden=self._hidden(), readable=readable,
-                                 masked_files=SYSTEM_MASKED)  # fmt: skip
+                plan = self._plan(cli, writable, readable)
                 command = bwrap_argv(bwrap, plan, command, chdir=str(box), info_fd=info.fileno(),
                                      drop_caps=os.geteuid() == 0)  # fmt: skip
             with open(host / "daemon.log", "ab") as log_file:
@@ -266,12 +272,9 @@ class LocalBackend(SandboxBackend):
         if (self._dir(sandbox_id) / INFO_FILE).exists():
             bwrap = await asyncio.to_thread(self._isolation_command) or self.bwrap_path
             cli = self.cli_path or bundled_cli_path() or sys.executable
-            plan = MountPlan(writable=[str(box)], hidden=self._hidden(), readable=self._runtime_paths(cli),
-                             masked_files=SYSTEM_MASKED)  # fmt: skip
-            plan = dataclasses.replace(plan, extra_args=("--die-with-parent",))
+            plan = self._plan(cli, [str(box)], extra_args=("--die-with-parent",))
             argv = bwrap_argv(bwrap, plan, argv, chdir=str(cwd), info_fd=None, drop_caps=os.geteuid() == 0)
-        env = {name: os.environ[name] for name in BASE_ENV_NAMES if name in os.environ}
-        env["HOME"] = str(box / "home")
+        env = {**_base_env(), "HOME": str(box / "home")}
         proc = await asyncio.create_subprocess_exec(
             *argv, cwd=cwd, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
@@ -287,12 +290,12 @@ class LocalBackend(SandboxBackend):
         """SIGTERM the daemon (it closes its agent), then kill whatever of the sandbox is left,
         and delete its folder: a stopped local sandbox is never started again."""
         host = self._dir(sandbox_id)
-        init_pid = _namespace_init(host / INFO_FILE)
+        init_pid = namespace_init(host / INFO_FILE)
         pid = self._pid(sandbox_id)
         if pid is not None and await self.is_alive(sandbox_id):
             # Under bubblewrap the daemon is the first child of the namespace's init; a SIGTERM to
             # bwrap itself would not reach it.
-            daemon_pid = _first_child(init_pid) if init_pid is not None else pid
+            daemon_pid = first_child(init_pid) if init_pid is not None else pid
             if self._owns(daemon_pid, sandbox_id):  # not a pid recycled meanwhile
                 _signal(daemon_pid, signal.SIGTERM, group=init_pid is None)
             loop = asyncio.get_running_loop()
@@ -324,6 +327,10 @@ class LocalBackend(SandboxBackend):
             tail = []
         reason = "the sandbox daemon exited" + (f" with code {code}" if code is not None else "")
         return reason + (": " + " | ".join(tail) if tail else "")
+
+
+def _base_env() -> dict[str, str]:
+    return {name: os.environ[name] for name in BASE_ENV_NAMES if name in os.environ}
 
 
 def _short_socket_dir() -> Path:
@@ -375,7 +382,7 @@ def _read_int(path: Path) -> int | None:
         return None
 
 
-def _namespace_init(info_path: Path) -> int | None:
+def namespace_init(info_path: Path) -> int | None:
     """The host pid of the sandbox's PID-namespace init, from bubblewrap's --info-fd output."""
     try:
         pid = json.loads(info_path.read_text() or "{}").get("child-pid")
@@ -384,7 +391,7 @@ def _namespace_init(info_path: Path) -> int | None:
     return pid if isinstance(pid, int) and pid > 1 else None
 
 
-def _first_child(pid: int) -> int:
+def first_child(pid: int) -> int:
     try:
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except OSError:
