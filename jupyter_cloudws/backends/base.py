@@ -11,6 +11,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 from enum import Enum
+from collections.abc import Callable
 from typing import ClassVar, Protocol
 
 from traitlets.config import LoggingConfigurable
@@ -21,6 +22,16 @@ log = logging.getLogger("jupyter_cloudws.backends")
 
 class SandboxGone(RuntimeError):
     """The sandbox no longer exists or its daemon cannot be reached."""
+
+
+class SnapshotGone(SandboxGone):
+    """The image a sandbox was to start from (a snapshot, a prebuilt repository image) is missing
+    or expired: the hub falls back to a clone, and says so."""
+
+
+# Called by ``create`` as the steps it owns run: (step, state, detail). Steps and states are
+# ``protocol.PROGRESS_STEPS`` / ``PROGRESS_STATES``; a backend reports "image" and "start".
+ProgressFn = Callable[[str, str, str], None]
 
 
 class Liveness(Enum):
@@ -87,6 +98,12 @@ class SandboxSpec:
     # it the sandbox's CLAUDE_CONFIG_DIR (locally bound in; remote backends copy it in and out),
     # so a replaced sandbox resumes the same conversation.
     conversation_dir: str | None = None
+    # Start from this image instead of a fresh clone: a snapshot of an earlier sandbox of the
+    # session (``restore_kind`` "snapshot": work tree, branch and conversation as they were), or a
+    # prebuilt image of the repository ("prebuild": cloned at the base branch, setup script run).
+    # Raises :class:`SnapshotGone` from ``create`` when the image is missing or expired.
+    restore_from: str | None = None
+    restore_kind: str = "snapshot"
 
 
 @dataclass(frozen=True)
@@ -121,8 +138,10 @@ class SandboxBackend(LoggingConfigurable):
         """How sandboxes are kept apart from the host, for ``GET status`` and the chat badge."""
         return "unknown"
 
-    async def create(self, spec: SandboxSpec) -> str:
-        """Start a sandbox running the runtime daemon for ``spec``; return its id at once."""
+    async def create(self, spec: SandboxSpec, progress: ProgressFn | None = None) -> str:
+        """Start a sandbox running the runtime daemon for ``spec``; return its id once it is
+        started (the daemon then clones and reports its own steps). ``progress`` hears of the
+        steps ``create`` itself takes ("image", "start")."""
         raise NotImplementedError
 
     async def is_alive(self, sandbox_id: str) -> bool:
@@ -156,4 +175,21 @@ class SandboxBackend(LoggingConfigurable):
         return "the sandbox stopped"
 
     async def snapshot(self, sandbox_id: str) -> str:
+        """Snapshot the sandbox's filesystem (work tree, branch, the agent's conversation); return
+        an id that ``SandboxSpec.restore_from`` accepts. Only when ``supports_snapshot``."""
         raise NotImplementedError(f"the {self.name} backend cannot snapshot sandboxes")
+
+    async def delete_snapshot(self, snapshot_id: str) -> None:
+        """Let go of a snapshot no session needs any more (a backend whose snapshots expire by
+        themselves does nothing)."""
+
+    async def save_conversation(self, sandbox_id: str, conversation_dir: str) -> None:
+        """Copy the agent's conversation out of the sandbox into ``conversation_dir``, so a
+        sandbox started without a snapshot resumes it. Backends that bind the directory in (the
+        local one) have nothing to do."""
+
+    async def orphans(self, claimed: set[str]) -> list[str]:
+        """Ids of sandboxes this hub started that no session claims (``claimed`` holds the ones
+        sessions know). The hub terminates them at start. A backend that cannot list its
+        sandboxes returns none."""
+        return []

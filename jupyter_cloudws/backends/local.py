@@ -34,7 +34,7 @@ import cloudws_sandbox
 from cloudws_sandbox.daemon import DaemonConfig
 from cloudws_sandbox.procs import MARKER, kill_marked
 
-from .base import BridgeStream, ExecResult, SandboxBackend, SandboxGone, SandboxSpec
+from .base import BridgeStream, ExecResult, ProgressFn, SandboxBackend, SandboxGone, SandboxSpec
 from .bubblewrap import IsolationUnavailable, MountPlan, bwrap_argv, check_available
 from .cli import bundled_cli_path
 from .streams import ProcessStream, StreamPair
@@ -158,7 +158,7 @@ class LocalBackend(SandboxBackend):
                 raise SandboxGone(str(exc)) from None
         return self._bwrap
 
-    async def create(self, spec: SandboxSpec) -> str:
+    async def create(self, spec: SandboxSpec, progress: ProgressFn | None = None) -> str:
         cli = self.cli_path or bundled_cli_path()
         if not cli:
             raise SandboxGone("no Claude Code CLI: install claude-agent-sdk or set LocalBackend.cli_path")

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 from cloudws_sandbox.protocol import EventBody, ExecutionComplete, SandboxStatusEvent, make_event
 
-from ..backends.base import BridgeStream, ExecResult, Liveness, SandboxBackend, SandboxGone, SandboxSpec
+from ..backends.base import BridgeStream, ExecResult, Liveness, ProgressFn, SandboxBackend, SandboxGone, SandboxSpec
 
 _ids = itertools.count(1)
 
@@ -231,7 +231,7 @@ class FakeBackend(SandboxBackend):
             await self._created_event.wait()
         return self.created[count - 1]
 
-    async def create(self, spec: SandboxSpec) -> str:
+    async def create(self, spec: SandboxSpec, progress: ProgressFn | None = None) -> str:
         self.calls.append(("create", spec.session_id))
         if self.create_gate is not None:
             await self.create_gate.wait()

@@ -107,6 +107,25 @@ class SandboxStatusEvent(EventBody):
     detail: str = ""
 
 
+# The steps of getting a sandbox ready, in order; a spawn shows each as it runs and ends.
+PROGRESS_STEPS = ("image", "start", "clone", "restore", "fetch", "setup", "agent")
+PROGRESS_STATES = ("running", "done", "failed")
+
+
+@dataclass(frozen=True)
+class SandboxProgressEvent(EventBody):
+    """One step of a spawn: ``image`` and ``start`` come from the hub, the rest from the sandbox.
+    ``elapsed_ms`` counts from the step's start; ``output`` carries a few lines a step printed
+    (the setup script's), already redacted and bounded."""
+
+    type: ClassVar[str] = "sandbox_progress"
+    step: str
+    state: str
+    elapsed_ms: int = 0
+    detail: str = ""
+    output: str = ""
+
+
 @dataclass(frozen=True)
 class GitEvent(EventBody):
     type: ClassVar[str] = "git"
@@ -134,6 +153,7 @@ EVENT_TYPES: dict[str, type[EventBody]] = {
         ToolCall,
         ExecutionComplete,
         SandboxStatusEvent,
+        SandboxProgressEvent,
         GitEvent,
         ErrorEvent,
     )
@@ -210,6 +230,8 @@ def validate_event_body(data: dict[str, Any]) -> dict[str, Any]:
             raise ProtocolError("bad_event", f"{kind} event field {name!r} must be {what}")
     if kind == "sandbox_status" and data["status"] not in SANDBOX_STATUSES:
         raise ProtocolError("bad_event", f"unknown sandbox status {data['status']!r}")
+    if kind == "sandbox_progress" and (data["step"] not in PROGRESS_STEPS or data["state"] not in PROGRESS_STATES):
+        raise ProtocolError("bad_event", f"unknown progress step or state {data['step']!r}/{data['state']!r}")
     if kind == "tool_call" and data.get("status", "running") not in TOOL_STATUSES:
         raise ProtocolError("bad_event", f"unknown tool status {data['status']!r}")
     return data

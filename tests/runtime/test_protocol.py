@@ -18,6 +18,7 @@ from cloudws_sandbox.protocol import (
     Ping,
     PromptRequest,
     ProtocolError,
+    SandboxProgressEvent,
     SandboxStatusEvent,
     Stop,
     Subscribe,
@@ -165,6 +166,7 @@ SAMPLES = [
     ExecutionComplete("m1", False, error="agent died", interrupted=True),
     SandboxStatusEvent("ready"),
     SandboxStatusEvent("failed", detail="clone failed"),
+    SandboxProgressEvent("setup", "failed", elapsed_ms=1200, detail="exit code 1", output="npm ERR! 404"),
     GitEvent("cloudws/abc", "deadbeef", pushed=True, message_id="m1"),
     GitEvent("cloudws/abc", "", pushed=False, committed=False, error="push rejected"),
     ErrorEvent("agent_crashed", "Claude Code exited with status 1", message_id="m1"),
@@ -333,3 +335,13 @@ def test_dataclass_defaults_do_not_share_state():
     assert a.author is not b.author
     with pytest.raises(dataclasses.FrozenInstanceError):
         a.text = "changed"  # type: ignore[misc]
+
+
+class TestProgress:
+    def test_a_step_the_protocol_does_not_know_is_refused(self) -> None:
+        with pytest.raises(ProtocolError, match="unknown progress step"):
+            p.validate_event_body({"type": "sandbox_progress", "step": "mine-bitcoin", "state": "running"})
+
+    def test_a_state_the_protocol_does_not_know_is_refused(self) -> None:
+        with pytest.raises(ProtocolError, match="unknown progress step or state"):
+            p.validate_event_body({"type": "sandbox_progress", "step": "clone", "state": "half"})
