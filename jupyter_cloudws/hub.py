@@ -117,6 +117,11 @@ class SessionHub:
             env[IDLE_TIMEOUT_ENV] = f"{self.settings.sandbox_idle_timeout_s + RUNTIME_IDLE_GRACE_S:g}"
         return env
 
+    def prebuilt_image(self, repo: str, base_branch: str) -> str | None:
+        """The id of a ready prebuilt image of ``repo`` at ``base_branch`` on this hub's backend,
+        if there is one (``jupyter cloudws prebuild``)."""
+        return None
+
     def conversation_dir(self, session_id: str) -> str | None:
         """The host directory of a session's agent conversation, shared by all its sandboxes
         in turn, so a fresh sandbox resumes where the last one stopped."""

@@ -77,3 +77,25 @@ def reconnect_delay_s(attempt: int, *, base_s: float = 0.2, cap_s: float = 5.0) 
 
 def session_status(active_prompts: int) -> str:
     return "running" if active_prompts > 0 else "idle"
+
+
+# Restore kinds (``SandboxSpec.restore_kind``); a clone has none.
+SNAPSHOT = "snapshot"
+PREBUILD = "prebuild"
+
+
+def start_points(*, snapshot_id: str | None, prebuilt_id: str | None, supports_snapshot: bool) -> list[tuple[str | None, str]]:
+    """Where a new sandbox for a session may start, best first, as (image id, restore kind).
+
+    The session's latest snapshot (work tree, branch and conversation as they were) beats the
+    repository's prebuilt image (cloned, setup run: only a fetch left), which beats a clone. A
+    clone is always the last resort: an image that turns out missing or expired is skipped.
+    """
+    points: list[tuple[str | None, str]] = []
+    if supports_snapshot:
+        if snapshot_id:
+            points.append((snapshot_id, SNAPSHOT))
+        if prebuilt_id:
+            points.append((prebuilt_id, PREBUILD))
+    points.append((None, ""))
+    return points

@@ -39,7 +39,9 @@ CREATE TABLE IF NOT EXISTS sessions (
     last_seq INTEGER NOT NULL DEFAULT 0,
     backend TEXT,
     sandbox_id TEXT,
-    sandbox_cursor INTEGER NOT NULL DEFAULT 0
+    sandbox_cursor INTEGER NOT NULL DEFAULT 0,
+    snapshot_id TEXT,
+    snapshot_at REAL
 );
 CREATE INDEX IF NOT EXISTS sessions_updated ON sessions (updated_at DESC);
 CREATE TABLE IF NOT EXISTS prompts (
@@ -80,8 +82,10 @@ SESSION_FIELDS = (
 )  # fmt: skip
 _UPDATABLE = {
     "title", "archived", "status", "sandbox_status", "model", "backend", "sandbox_id",
-    "sandbox_cursor", "base_branch",
+    "sandbox_cursor", "base_branch", "snapshot_id", "snapshot_at",
 }  # fmt: skip
+# Columns added after schema version 1 shipped: added in place to an older database.
+_ADDED_COLUMNS = {"sessions": (("snapshot_id", "TEXT"), ("snapshot_at", "REAL"))}
 PROMPT_ACTIVE = ("queued", "running")
 
 
@@ -114,12 +118,20 @@ class SessionStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(_SCHEMA)
+        self._add_columns()
         self._db.execute(
             "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
         )
 
     def close(self) -> None:
         self._db.close()
+
+    def _add_columns(self) -> None:
+        for table, columns in _ADDED_COLUMNS.items():
+            have = {row["name"] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            for name, kind in columns:
+                if name not in have:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
     # -- sessions ---------------------------------------------------------------------------
 
@@ -144,7 +156,8 @@ class SessionStore:
 
     def sandbox_record(self, session_id: str) -> dict[str, Any]:
         row = self._db.execute(
-            "SELECT backend, sandbox_id, sandbox_cursor FROM sessions WHERE id = ?", (session_id,)
+            "SELECT backend, sandbox_id, sandbox_cursor, snapshot_id, snapshot_at FROM sessions WHERE id = ?",
+            (session_id,),
         ).fetchone()
         if row is None:
             raise UnknownSession(session_id)

@@ -15,6 +15,7 @@ from jupyter_cloudws.lifecycle import (
     reconnect_delay_s,
     sandbox_action,
     session_status,
+    start_points,
 )
 
 A, S, U, D, W = (SandboxAction.ATTACH, SandboxAction.SPAWN, SandboxAction.USE, SandboxAction.REPORT_DEAD,
@@ -139,3 +140,18 @@ class _Backend(SandboxBackend):
 )
 async def test_liveness_wraps_is_alive(answer, expected):
     assert await _Backend(answer).liveness("sbx-1") is expected
+
+
+class TestStartPoints:
+    def test_a_snapshot_comes_first_then_the_repository_image_then_a_clone(self) -> None:
+        assert start_points(snapshot_id="im-s", prebuilt_id="im-p", supports_snapshot=True) == [
+            ("im-s", "snapshot"), ("im-p", "prebuild"), (None, ""),
+        ]  # fmt: skip
+
+    def test_without_a_snapshot_a_prebuilt_image_is_used(self) -> None:
+        assert start_points(snapshot_id=None, prebuilt_id="im-p", supports_snapshot=True) == [
+            ("im-p", "prebuild"), (None, ""),
+        ]  # fmt: skip
+
+    def test_a_backend_without_snapshots_always_clones(self) -> None:
+        assert start_points(snapshot_id="im-s", prebuilt_id="im-p", supports_snapshot=False) == [(None, "")]

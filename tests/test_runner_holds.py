@@ -199,8 +199,8 @@ async def test_a_prompt_whose_fresh_sandboxes_keep_dying_fails_after_two(fake_hu
     fake_backend.connect_error = SandboxGone("the daemon exited at once")  # every new sandbox dies
     original_create = fake_backend.create
 
-    async def create_then_die(spec):
-        sandbox_id = await original_create(spec)
+    async def create_then_die(spec, progress=None):
+        sandbox_id = await original_create(spec, progress)
         fake_backend.sandboxes[sandbox_id].die()
         return sandbox_id
 

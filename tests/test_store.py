@@ -58,7 +58,8 @@ class TestSessions:
             "octo/widgets", "main", "cloudws/x", "ada", "opus",
         )  # fmt: skip
         assert store.get_session("abc") == s
-        assert store.sandbox_record("abc") == {"backend": None, "sandbox_id": None, "sandbox_cursor": 0}
+        assert store.sandbox_record("abc") == {"backend": None, "sandbox_id": None, "sandbox_cursor": 0,
+                                           "snapshot_id": None, "snapshot_at": None}
 
     def test_generated_ids_are_unique(self, store):
         assert new_session(store)["id"] != new_session(store)["id"]
@@ -398,7 +399,7 @@ def test_everything_survives_closing_and_reopening_the_database(tmp_path):
     path = tmp_path / "state" / "hub.sqlite3"  # the parent directory does not exist yet
     s1 = SessionStore(path)
     sid = new_session(s1, title="Persistent")["id"]
-    s1.update_session(sid, sandbox_id="sbx-9", archived=True)
+    s1.update_session(sid, sandbox_id="sbx-9", archived=True, snapshot_id="im-3", snapshot_at=5.0)
     s1.append_event(sid, UserMessage("m1", "hi"))
     s1.append_event(sid, AssistantText("m1", "hello"), sandbox_seq=7)
     prompt, _ = enqueue(s1, sid, crid="r1")
@@ -409,7 +410,8 @@ def test_everything_survives_closing_and_reopening_the_database(tmp_path):
     try:
         session = s2.get_session(sid)
         assert (session["title"], session["archived"], session["last_seq"]) == ("Persistent", True, 2)
-        assert s2.sandbox_record(sid) == {"backend": None, "sandbox_id": "sbx-9", "sandbox_cursor": 7}
+        assert s2.sandbox_record(sid) == {"backend": None, "sandbox_id": "sbx-9", "sandbox_cursor": 7,
+                                          "snapshot_id": "im-3", "snapshot_at": 5.0}
         events, _ = s2.events_after(sid, 0, 10)
         assert [e["type"] for e in events] == ["user_message", "assistant_text"]
         assert s2.append_event(sid, AssistantText("m1", "dup"), sandbox_seq=7) is None
@@ -457,4 +459,26 @@ def test_a_lock_held_elsewhere_fails_a_write_after_the_busy_timeout(tmp_path):
         other.execute("ROLLBACK")
         other.close()
     assert new_session(store)["id"]
+    store.close()
+
+
+def test_a_database_from_before_snapshots_gains_their_columns_and_keeps_its_sessions(tmp_path) -> None:
+    path = tmp_path / "old.sqlite"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE sessions (id TEXT PRIMARY KEY, owner TEXT NOT NULL, repo TEXT NOT NULL, "
+        "base_branch TEXT NOT NULL, branch TEXT NOT NULL, title TEXT NOT NULL, model TEXT, "
+        "status TEXT NOT NULL DEFAULT 'idle', sandbox_status TEXT NOT NULL DEFAULT 'stopped', "
+        "created_at REAL NOT NULL, updated_at REAL NOT NULL, archived INTEGER NOT NULL DEFAULT 0, "
+        "last_seq INTEGER NOT NULL DEFAULT 0, backend TEXT, sandbox_id TEXT, "
+        "sandbox_cursor INTEGER NOT NULL DEFAULT 0);"
+        "INSERT INTO sessions (id, owner, repo, base_branch, branch, title, created_at, updated_at) "
+        "VALUES ('s1', 'ada', '/r', 'main', 'cloudws/s1', 'old one', 1, 1);"
+    )
+    old.commit()
+    old.close()
+    store = SessionStore(path)
+    assert store.get_session("s1")["title"] == "old one"
+    store.update_session("s1", snapshot_id="im-1", snapshot_at=2.0)
+    assert store.sandbox_record("s1")["snapshot_id"] == "im-1"
     store.close()
