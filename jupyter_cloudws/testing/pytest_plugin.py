@@ -7,6 +7,9 @@ Fixtures:
   (the test is skipped when it is missing).
 * ``claude_env`` -- environment variables that run that CLI offline against the fake,
   with its own HOME and CLAUDE_CONFIG_DIR under ``tmp_path``.
+* ``git_http`` -- a started :class:`~jupyter_cloudws.testing.git_http.GitHttpServer` (real
+  ``git http-backend``, clone and push) serving bare repositories under ``tmp_path``;
+  ``git_http.make_remote(name, files)`` returns the URL of a new one with a commit on ``main``.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import pytest
 from jupyter_cloudws.backends.cli import bundled_cli_path
 
 from .fake_anthropic import FakeAnthropic
+from .git_http import GitHttpServer
 
 
 def bundled_claude_path() -> pathlib.Path | None:
@@ -65,3 +69,9 @@ def claude_cli_path() -> pathlib.Path:
 @pytest.fixture
 def claude_env(fake_anthropic: FakeAnthropic, tmp_path: pathlib.Path) -> dict[str, str]:
     return claude_env_for(fake_anthropic.url, tmp_path / "claude-env")
+
+
+@pytest.fixture
+def git_http(tmp_path: pathlib.Path) -> Iterator[GitHttpServer]:
+    with GitHttpServer(tmp_path / "git-http") as server:
+        yield server
