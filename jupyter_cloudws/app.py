@@ -41,7 +41,9 @@ class CloudWorkspaces(ExtensionApp):
 
     backend = Unicode(
         "local",
-        help="Sandbox backend by name: 'local' (a subprocess per session). Ignored when backend_class is set.",
+        help="Sandbox backend by name: 'local' (a bubblewrap-isolated process per session on this machine) or "
+        "'modal' (a Modal sandbox per session; pip install 'jupyter_cloudws[modal]', settings on "
+        "c.ModalBackend). Ignored when backend_class is set.",
     ).tag(config=True)
     backend_class = Type(
         default_value=None,
@@ -161,6 +163,10 @@ class CloudWorkspaces(ExtensionApp):
         backend = cls(parent=self, log=self.log)
         if hasattr(backend, "root_dir") and not backend.root_dir:
             backend.root_dir = str(Path(self.data_dir) / "sandboxes")
+        if hasattr(backend, "hub_instance") and not backend.hub_instance:
+            from .backends.modal import hub_instance_id
+
+            backend.hub_instance = hub_instance_id(self.data_dir)
         if hasattr(backend, "hidden_paths"):
             # The server's files are the user's: a sandbox sees only the repository it works on.
             backend.hidden_paths = [*backend.hidden_paths, self.serverapp.root_dir, self.serverapp.runtime_dir]

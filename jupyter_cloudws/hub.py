@@ -98,10 +98,31 @@ class SessionHub:
         ids = set(self.store.session_ids_with_sandboxes()) | set(self.store.session_ids_with_active_prompts())
         for sid in ids:
             self.runner(sid).resume()
+        self._orphan_sweep = asyncio.get_running_loop().create_task(self.end_orphans())
+
+    async def end_orphans(self) -> list[str]:
+        """End the sandboxes this hub started that no session claims (a session archived or
+        deleted while the server was down, a prebuild cut short). Returns their ids."""
+        claimed = {self.store.sandbox_record(sid)["sandbox_id"] for sid in self.store.session_ids_with_sandboxes()}
+        try:
+            orphans = await self.backend.orphans(claimed)
+        except Exception as exc:  # no credentials, an unreachable API: nothing to sweep now
+            log.warning("could not list the backend's sandboxes to end orphans: %s", exc)
+            return []
+        for sandbox_id in orphans:
+            log.info("ending sandbox %s: no session claims it", sandbox_id)
+            try:
+                await self.backend.terminate(sandbox_id)
+            except Exception:
+                log.exception("ending orphaned sandbox %s failed", sandbox_id)
+        return orphans
 
     async def close(self) -> None:
         """Let go of bridges; the sandboxes keep working for the next server."""
         self.closing = True
+        sweep = getattr(self, "_orphan_sweep", None)
+        if sweep is not None:
+            sweep.cancel()
         await asyncio.gather(*(r.close() for r in self._runners.values()), return_exceptions=True)
 
     def runner(self, session_id: str) -> SessionRunner:

@@ -386,7 +386,7 @@ class SessionRunner:
         for image_id, kind in points:
             spec = SandboxSpec(
                 session_id=self.session_id, repo=session["repo"], base_branch=session["base_branch"],
-                branch=session["branch"], model=session["model"], env=self.hub.sandbox_env(),
+                branch=session["branch"], model=session["model"], owner=session["owner"], env=self.hub.sandbox_env(),
                 secret_names=self.hub.settings.secret_names, conversation_dir=self.hub.conversation_dir(self.session_id),
                 restore_from=image_id, restore_kind=kind or "snapshot",
             )  # fmt: skip

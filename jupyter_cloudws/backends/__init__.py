@@ -6,6 +6,7 @@ from .base import BridgeStream, ExecResult, SandboxBackend, SandboxGone, Sandbox
 
 BACKENDS: dict[str, str] = {
     "local": "jupyter_cloudws.backends.local.LocalBackend",
+    "modal": "jupyter_cloudws.backends.modal.ModalBackend",
 }
 
 __all__ = ["BACKENDS", "BridgeStream", "ExecResult", "SandboxBackend", "SandboxGone", "SandboxSpec"]

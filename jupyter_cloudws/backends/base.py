@@ -90,6 +90,7 @@ class SandboxSpec:
     base_branch: str
     branch: str
     model: str | None = None
+    owner: str = ""  # the session's owner: a label on remote sandboxes, for whoever lists them
     # Values for the sandbox environment, secrets included: never logged, never in an event.
     env: dict[str, str] = field(default_factory=dict, repr=False)
     # Names of the variables whose values the sandbox redacts from everything it logs.
@@ -191,5 +192,6 @@ class SandboxBackend(LoggingConfigurable):
     async def orphans(self, claimed: set[str]) -> list[str]:
         """Ids of sandboxes this hub started that no session claims (``claimed`` holds the ones
         sessions know). The hub terminates them at start. A backend that cannot list its
-        sandboxes returns none."""
+        sandboxes returns none. One this backend object started or reached is never listed: a
+        spawn under way has not stored its id in the session yet."""
         return []

@@ -318,6 +318,15 @@ class LocalBackend(SandboxBackend):
         await asyncio.to_thread(shutil.rmtree, host, True)
         socket_path.unlink(missing_ok=True)
 
+    async def orphans(self, claimed: set[str]) -> list[str]:
+        """Sandbox folders under ``root_dir`` that no session claims, live or not (a dead one's
+        folder is left to delete), except those this server started."""
+        try:
+            names = await asyncio.to_thread(os.listdir, self.root_dir)
+        except FileNotFoundError:
+            return []
+        return sorted(n for n in names if n.startswith("local-") and n not in claimed and n not in self._children)
+
     async def exit_reason(self, sandbox_id: str) -> str:
         child = self._children.get(sandbox_id)
         code = child.poll() if child is not None else None

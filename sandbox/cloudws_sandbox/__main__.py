@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import sys
+import time
+from dataclasses import fields
 from pathlib import Path
 
+from .cli import find_cli
 from .daemon import Daemon, DaemonConfig
 
 SOCKET_NAME = "bridge.sock"
@@ -25,13 +29,28 @@ def main(argv: list[str] | None = None) -> int:
     where = serve.add_mutually_exclusive_group()
     where.add_argument("--socket", type=Path, help=f"bridge socket to create (default: STATE_DIR/{SOCKET_NAME})")
     where.add_argument("--listen-fd", type=int, help="serve on this inherited, listening unix socket instead")
+    serve.add_argument("--config-json", help="the daemon's config as JSON, written to STATE_DIR/config.json "
+                       "(remote backends, which cannot write files before the sandbox starts)")
+    serve.add_argument("--wait-for", type=Path, help="start only once this file exists (a backend copying "
+                       "files in first, such as a saved conversation)")
+    serve.add_argument("--wait-timeout-s", type=float, default=300.0, help="give up waiting after this long")
     attach = sub.add_parser("attach", help="pipe stdin/stdout to a running daemon's bridge socket")
     attach.add_argument("--socket", required=True, type=Path)
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.command == "serve":
+        if args.config_json is not None:
+            problem = _write_config(args.config_json, args.state_dir)
+            if problem:
+                print(problem, file=sys.stderr)
+                return 2
+        if args.wait_for is not None and not _wait_for(args.wait_for, args.wait_timeout_s):
+            print(f"{args.wait_for} did not appear within {args.wait_timeout_s:g} s", file=sys.stderr)
+            return 3
         config = DaemonConfig.load(args.state_dir / "config.json")
+        if not config.cli_path:
+            config.cli_path = find_cli() or "claude"
         if args.listen_fd is not None:
             daemon = Daemon(config, args.state_dir, listen_fd=args.listen_fd)
         else:
@@ -39,6 +58,31 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(daemon.serve())
         return 0
     return asyncio.run(_attach(args.socket))
+
+
+def _write_config(raw: str, state_dir: Path) -> str | None:
+    """Check ``raw`` is a daemon config and write it where ``serve`` reads it; else say why."""
+    try:
+        data = json.loads(raw)
+        known = {f.name for f in fields(DaemonConfig)}
+        # Fields this runtime does not know (a newer hub, an older runtime in a snapshot) are
+        # dropped rather than refused.
+        data = {k: v for k, v in data.items() if k in known}
+        DaemonConfig(**data)
+    except (ValueError, TypeError, AttributeError) as exc:
+        return f"--config-json is not a daemon config: {exc}"
+    state_dir.mkdir(parents=True, exist_ok=True)
+    (state_dir / "config.json").write_text(json.dumps(data, indent=2))
+    return None
+
+
+def _wait_for(path: Path, timeout_s: float) -> bool:
+    deadline_s = time.monotonic() + timeout_s
+    while not path.exists():
+        if time.monotonic() > deadline_s:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 async def _attach(socket_path: Path) -> int:
