@@ -23,6 +23,7 @@ from .lifecycle import (
     session_status,
     start_points,
 )
+from .snapshots import Snapshotter
 from cloudws_sandbox.idle import IdleTimer
 from cloudws_sandbox.protocol import (
     ErrorEvent,
@@ -106,6 +107,7 @@ class SessionRunner:
         self._spawns = 0  # sandboxes started by this runner
         self._bad_window_start_s = float("-inf")  # when the current bad-frame window began
         self._bad_in_window = 0  # bad-frame notes recorded in it
+        self.snapshots = Snapshotter(self)  # after each prompt, when the backend can
 
     # -- fan-out ----------------------------------------------------------------------------
 
@@ -309,11 +311,17 @@ class SessionRunner:
         except BridgeClosed:
             self._interrupt_pending = running  # sent with the prompt once the bridge is back
 
+    @property
+    def retiring(self) -> bool:
+        return self._retiring
+
     async def retire(self, reason: str) -> None:
-        """Stop the work and end the sandbox; the next prompt starts a fresh one."""
+        """Stop the work and end the sandbox, and delete the session's snapshot; the next
+        prompt starts a fresh sandbox from a clone (and the saved conversation)."""
         await self.stop()
         self._retiring = True
         try:
+            await self.snapshots.drain()  # never end a sandbox in the middle of its snapshot
             async with self._bridge_lock:
                 sandbox_id = self.store.sandbox_record(self.session_id)["sandbox_id"]
                 if sandbox_id is None:
@@ -333,6 +341,7 @@ class SessionRunner:
             self._retiring = False
             # Terminated (or let go of), the daemon logs no completion for what it was doing.
             self._fail_in_flight(reason, interrupted=True)
+            await self.snapshots.discard()
         if self.store.get_session(self.session_id)["sandbox_status"] != "stopped":
             self.append(SandboxStatusEvent("stopped", reason))
             self._set_session(sandbox_status="stopped")
@@ -540,6 +549,7 @@ class SessionRunner:
         if event["type"] == "sandbox_status":
             self._set_session(sandbox_status=event["status"])
         elif event["type"] == "execution_complete":
+            self.snapshots.request()  # first: the idle timer that _prompt_finished touches must wait for it
             self._prompt_finished(event["message_id"])
 
     def _mend(self, sandbox_id: str) -> None:
@@ -615,9 +625,11 @@ class SessionRunner:
     # -- idle stop --------------------------------------------------------------------------
 
     def _idle_held(self) -> bool:
-        """Whether the idle timer must wait: no sandbox to stop, or a prompt running or queued."""
+        """Whether the idle timer must wait: no sandbox to stop, a prompt running or queued, or
+        a snapshot being taken of the sandbox."""
         return (
             self.hub.closing
+            or self.snapshots.busy
             or self.store.sandbox_record(self.session_id)["sandbox_id"] is None
             or self.store.active_prompt_count(self.session_id) > 0
         )

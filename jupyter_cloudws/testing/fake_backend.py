@@ -25,7 +25,9 @@ from typing import Any, ClassVar
 
 from cloudws_sandbox.protocol import EventBody, ExecutionComplete, SandboxStatusEvent, make_event
 
-from ..backends.base import BridgeStream, ExecResult, Liveness, ProgressFn, SandboxBackend, SandboxGone, SandboxSpec
+from ..backends.base import (
+    BridgeStream, ExecResult, Liveness, ProgressFn, SandboxBackend, SandboxGone, SandboxSpec, SnapshotGone,
+)  # fmt: skip
 
 _ids = itertools.count(1)
 
@@ -197,7 +199,11 @@ class FakeSandbox:
 class FakeBackend(SandboxBackend):
     """Sandboxes as :class:`FakeSandbox` objects. Set a ``*_gate`` (an unset
     :class:`asyncio.Event`) to hold that call until the test sets it, or a ``*_error`` to make
-    it raise."""
+    it raise.
+
+    Snapshots: set ``supports_snapshot`` to take them. Each is recorded in ``snapshots`` (id ->
+    the sandbox it was taken of) until deleted; ``create`` from one that is not there (deleted,
+    or dropped by :meth:`expire_snapshot`) raises :class:`SnapshotGone`."""
 
     name: ClassVar[str] = "fake"
 
@@ -217,6 +223,14 @@ class FakeBackend(SandboxBackend):
         # Op name -> exception raised by the hub's write of that op, once, after the sandbox got it.
         self.write_faults: dict[str, BaseException] = {}
         self._created_event = asyncio.Event()
+        self.supports_snapshot = False  # type: ignore[misc]  # per fake, where real backends fix it per class
+        self.snapshots: dict[str, str] = {}
+        self.snapshot_calls: list[str] = []  # the sandbox of every snapshot begun, in order
+        self.deleted_snapshots: list[str] = []
+        self.saved_conversations: list[tuple[str, str]] = []  # (sandbox id, conversation dir)
+        self.snapshot_gate: asyncio.Event | None = None
+        self.snapshot_error: BaseException | None = None
+        self.save_conversation_error: BaseException | None = None
 
     def sandbox(self, sandbox_id: str) -> FakeSandbox:
         try:
@@ -237,6 +251,8 @@ class FakeBackend(SandboxBackend):
             await self.create_gate.wait()
         if self.create_error is not None:
             raise self.create_error
+        if spec.restore_from is not None and spec.restore_from not in self.snapshots:
+            raise SnapshotGone(f"no fake snapshot {spec.restore_from!r}")
         sandbox = FakeSandbox(f"fake-{next(_ids)}", spec)
         self.sandboxes[sandbox.id] = sandbox
         self.created.append(sandbox)
@@ -285,6 +301,34 @@ class FakeBackend(SandboxBackend):
         if self.exit_reason_error is not None:
             raise self.exit_reason_error
         return f"fake sandbox {sandbox_id} stopped"
+
+    async def snapshot(self, sandbox_id: str) -> str:
+        self.calls.append(("snapshot", sandbox_id))
+        self.snapshot_calls.append(sandbox_id)
+        if self.snapshot_gate is not None:
+            await self.snapshot_gate.wait()
+        if self.snapshot_error is not None:
+            raise self.snapshot_error
+        if self.sandbox(sandbox_id).liveness is Liveness.DEAD:
+            raise SandboxGone(f"fake sandbox {sandbox_id} is dead")
+        snapshot_id = f"fake-snap-{next(_ids)}"
+        self.snapshots[snapshot_id] = sandbox_id
+        return snapshot_id
+
+    async def delete_snapshot(self, snapshot_id: str) -> None:
+        self.calls.append(("delete_snapshot", snapshot_id))
+        self.deleted_snapshots.append(snapshot_id)
+        self.snapshots.pop(snapshot_id, None)
+
+    async def save_conversation(self, sandbox_id: str, conversation_dir: str) -> None:
+        self.calls.append(("save_conversation", sandbox_id))
+        if self.save_conversation_error is not None:
+            raise self.save_conversation_error
+        self.saved_conversations.append((sandbox_id, conversation_dir))
+
+    def expire_snapshot(self, snapshot_id: str) -> None:
+        """The snapshot vanishes behind the hub's back (expired, removed by hand)."""
+        self.snapshots.pop(snapshot_id, None)
 
 
 __all__ = ["FakeBackend", "FakeSandbox", "FakeStream", "settle", "until"]
