@@ -17,6 +17,7 @@ from modal.exception import (
     AsyncUsageWarning,
     AuthError,
     ConflictError,
+    DeprecationError,
     ImageBuildError,
     InvalidError,
     NotFoundError,
@@ -79,6 +80,16 @@ async def test_the_fake_has_the_real_signatures_and_exceptions():
     # The Image builders and Secret constructors do no I/O in modal 1.6: no .aio there either.
     assert not hasattr(modal.Secret.from_dict, "aio") and not hasattr(fake_modal.Secret.from_dict, "aio")
     assert hasattr(modal.Sandbox.create, "aio") and hasattr(fake_modal.Sandbox.create, "aio")
+
+
+async def test_deprecated_forms_warn_as_in_real_modal(fake_root: Path):
+    app = await make_app()
+    with pytest.warns(DeprecationError, match="environment_name"):
+        sb = await fake_modal.Sandbox.create.aio(app=app, timeout=60, environment_name="main")
+    snapshot = await sb.snapshot_filesystem.aio()
+    with pytest.warns(DeprecationError, match="Image.from_id"):
+        image = await fake_modal.Image.from_id.aio(snapshot.object_id)
+    assert image.object_id == snapshot.object_id
 
 
 async def test_a_blocking_call_inside_an_event_loop_fails_the_test(fake_root: Path):
@@ -322,6 +333,22 @@ async def test_images_are_checked_against_the_host_that_stands_in_for_them(fake_
     sb = await fake_modal.Sandbox.create.aio(app=await make_app(), image=image, timeout=60)
     assert await run(sb, "ls", "/cloudws_runtime") == (0, "mod.py\n")
     assert (await run(sb, "touch", "/cloudws_runtime/new"))[0] != 0, "mounts are read-only"
+
+
+async def test_local_files_for_the_writable_tree_are_part_of_it_and_of_its_snapshots(fake_root: Path, tmp_path: Path):
+    local = tmp_path / "runtime"
+    local.mkdir()
+    (local / "mod.py").write_text("VERSION = 1\n")
+    image = fake_modal.Image.debian_slim().add_local_dir(local, "/cloudws/runtime", copy=True)
+    app = await make_app()
+    sb = await fake_modal.Sandbox.create.aio(app=app, image=image, timeout=60)
+    assert (await run(sb, "sh", "-c", "echo local-edit >> /cloudws/runtime/mod.py"))[0] == 0
+    snapshot = await sb.snapshot_filesystem.aio()
+    (local / "mod.py").write_text("VERSION = 2\n")
+    restored = await fake_modal.Sandbox.create.aio(app=app, image=fake_modal.Image.from_id(snapshot.object_id))
+    assert await run(restored, "cat", "/cloudws/runtime/mod.py") == (0, "VERSION = 1\nlocal-edit\n")
+    fresh = await fake_modal.Sandbox.create.aio(app=app, image=image, timeout=60)
+    assert await run(fresh, "cat", "/cloudws/runtime/mod.py") == (0, "VERSION = 2\n")
 
 
 # Failure modes of the real API.

@@ -114,35 +114,54 @@ def _copy_filtered(src: Path, dst: Path, ignore: Any) -> None:
                 shutil.copy2(Path(dirpath) / name, dst / rel_dir / name, follow_symlinks=True)
 
 
-def _effective_layers(image: Image) -> tuple[list[dict[str, Any]], Path | None]:
-    """The layers that shape a sandbox made from ``image``, and the snapshot tree it starts from."""
+def _effective_layers(image: Image) -> tuple[list[dict[str, Any]], Path | None, int]:
+    """The layers that shape a sandbox made from ``image``, the snapshot tree it starts from, and
+    how many of the layers that tree already holds."""
     if image._object_id and not image._layers:
         record = load_image_record(image._object_id)
-        fs = _state.root() / "images" / image._object_id / "fs" if record["kind"] == "snapshot" else None
-        return list(record["layers"]), fs
+        if record["kind"] == "snapshot":
+            fs = _state.root() / "images" / image._object_id / "fs"
+            return list(record["layers"]), fs, len(record["layers"])
+        return list(record["layers"]), None, 0
     if image._layers and image._layers[0]["op"] == "from_id":
-        base, fs = _effective_layers(Image([], object_id=image._layers[0]["image_id"]))
-        return base + image._layers[1:], fs
-    return list(image._layers), None
+        base, fs, held = _effective_layers(Image([], object_id=image._layers[0]["image_id"]))
+        return base + image._layers[1:], fs, held
+    return list(image._layers), None, 0
 
 
-def _mounts_and_env(layers: list[dict[str, Any]], sandbox_dir: Path) -> tuple[list[list[str]], dict[str, str]]:
+def _add_files(layers: list[dict[str, Any]], held: int, sandbox_dir: Path) -> tuple[list[list[str]], dict[str, str]]:
+    """Lay out the image's local files and gather its environment.
+
+    Files bound for a writable path are copied into the sandbox's tree, as an image layer holds
+    them: writable, and kept by a snapshot (so a snapshot's first ``held`` layers are in it
+    already). Files elsewhere are copied aside and bound read-only, since the fake cannot write
+    there; a snapshot does not keep those, so they are laid out again from the host.
+    """
     mounts: list[list[str]] = []
     env: dict[str, str] = {}
+    fs = sandbox_dir / "fs"
     for n, layer in enumerate(layers):
         if layer["op"] == "env":
             env.update(layer["vars"])
-        elif layer["op"] in ("add_local_dir", "add_local_file"):
-            # Mounts are uploaded when the sandbox starts: copy now, bind the copy read-only.
-            copy = sandbox_dir / "mounts" / str(n)
-            src = Path(layer["local_path"])
-            if layer["op"] == "add_local_dir":
-                _copy_filtered(src, copy, layer.get("ignore"))
-            else:
-                copy.mkdir(parents=True)
-                copy = copy / src.name
-                shutil.copy2(src, copy)
-            mounts.append([str(copy), str(layer["remote_path"])])
+        if layer["op"] not in ("add_local_dir", "add_local_file"):
+            continue
+        remote = str(layer["remote_path"])
+        in_tree = supervisor.writable_root_of(remote) is not None
+        if in_tree and n < held:
+            continue
+        target = fs / remote.strip("/") if in_tree else sandbox_dir / "mounts" / str(n)
+        src = Path(layer["local_path"])
+        if layer["op"] == "add_local_dir":
+            _copy_filtered(src, target, layer.get("ignore"))
+        elif in_tree:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, target)
+        else:
+            target.mkdir(parents=True)
+            target = target / src.name
+            shutil.copy2(src, target)
+        if not in_tree:
+            mounts.append([str(target), remote])
     return mounts, env
 
 
@@ -247,6 +266,7 @@ class Sandbox:
             raise InvalidError(f"workdir must be an absolute path, got: {a['workdir']}")
         if a["pty"] or a["pty_info"] is not None:
             raise NotImplementedError("the fake modal has no PTY")
+        _warn_deprecated_create_arguments(a)
         argv = _check_args(a["args"]) or DEFAULT_COMMAND
         tags = _check_tags(a["tags"] or {})
         env_arg = _check_env(a["env"], "env")
@@ -256,7 +276,7 @@ class Sandbox:
         if not isinstance(image, Image):
             raise TypeError(f"image must be an Image from the fake modal, got {image!r}")
         image._build()
-        layers, snapshot_fs = _effective_layers(image)
+        layers, snapshot_fs, held = _effective_layers(image)
         env = base_env()
         secrets = list(a["secrets"] or [])
         for secret in secrets:
@@ -276,7 +296,7 @@ class Sandbox:
             _copy_tree(snapshot_fs, fs)
         for writable in supervisor.WRITABLE_PATHS:
             (fs / writable.strip("/")).mkdir(parents=True, exist_ok=True)
-        mounts, image_env = _mounts_and_env(layers, sandbox_dir)
+        mounts, image_env = _add_files(layers, held if snapshot_fs is not None else 0, sandbox_dir)
         env.update(image_env)
         for values in image_env_and_secrets:
             env.update(values)
@@ -444,6 +464,24 @@ class Sandbox:
     @api(lambda: modal.Sandbox.detach, record=False)
     async def detach(self, a: dict[str, Any]) -> None:
         self._attached = False
+
+
+def _warn_deprecated_create_arguments(a: dict[str, Any]) -> None:
+    """The deprecation warnings real modal 1.6.4 gives in ``Sandbox.create``."""
+    from modal._utils.deprecation import deprecation_warning
+
+    if a["environment_name"] is not None:
+        deprecation_warning(
+            (2025, 7, 16),
+            "Passing `environment_name` to `Sandbox.create` is deprecated and will be removed in a future release. "
+            "A sandbox's environment is determined by the app it is associated with.",
+        )
+    if a["cidr_allowlist"] is not None:
+        deprecation_warning(
+            (2026, 5, 11),
+            "The `cidr_allowlist` parameter has been renamed to `outbound_cidr_allowlist`. "
+            "`cidr_allowlist` will be removed in a future release.",
+        )
 
 
 async def _launch(sandbox_dir: Path) -> None:

@@ -58,15 +58,16 @@ def writable_root_of(path: str) -> str | None:
 
 
 def check_mount_target(remote_path: str) -> None:
-    """A read-only mount must land where the fake can make its mount point.
+    """Local files must land where the fake can put them.
 
-    That is under a writable path, under /tmp, or in a new top-level directory: elsewhere the
-    host's read-only directories are in the way.
+    Under a writable path they are copied into the sandbox's tree; under /tmp or in a new
+    top-level directory they are bound read-only. Elsewhere the host's read-only directories
+    are in the way.
     """
     parts = [p for p in remote_path.split("/") if p]
     if not remote_path.startswith("/") or not parts:
         raise ValueError(f"mount target {remote_path!r} must be an absolute path below /")
-    if writable_root_of(remote_path) and remote_path not in WRITABLE_PATHS:
+    if writable_root_of(remote_path):
         return
     top = parts[0]
     if top == "tmp" and len(parts) > 1:
