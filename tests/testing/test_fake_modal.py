@@ -281,6 +281,15 @@ async def test_the_lifetime_timeout_kills_the_sandbox(fake_root: Path):
     assert await child.wait.aio() == 137
 
 
+async def test_the_idle_timeout_counts_a_running_exec_as_activity(fake_root: Path):
+    sb = await fake_modal.Sandbox.create.aio(app=await make_app(), timeout=60, idle_timeout=1)
+    busy = await sb.exec.aio("sleep", "2")
+    assert await busy.wait.aio() == 0, "a running exec keeps the sandbox from going idle"
+    assert await sb.poll.aio() is None
+    with pytest.raises(SandboxTimeoutError):
+        await sb.wait.aio()
+
+
 async def test_a_command_s_exit_code_ends_the_sandbox(fake_root: Path):
     sb = await fake_modal.Sandbox.create.aio("sh", "-c", "echo out; exit 7", app=await make_app(), timeout=60)
     await sb.wait.aio()
