@@ -31,8 +31,9 @@ from .protocol import (
     parse_bridge_op,
 )
 
-from . import gitops
+from . import gitops, startup
 from .redaction import Redactor, StreamRedactor
+from .setup_script import SETUP_TIMEOUT_S
 
 from .agent import AgentExited, ClaudeAgent
 from .connection import OUTBOX_MAX_BYTES, Connection
@@ -43,6 +44,7 @@ from .normalize import BlockEnd, Delta, Normalizer, TurnEnd
 
 log = logging.getLogger("cloudws_sandbox.daemon")
 
+SHUTDOWN_GRACE_S = 10.0  # how long the start-up and prompt tasks get to end when the daemon stops
 INTERRUPT_GRACE_S = 10.0  # after this, an interrupt that the CLI has not honoured kills it
 
 
@@ -75,6 +77,14 @@ class DaemonConfig:
     agent_args: list[str] = field(default_factory=list)
     # Environment variables whose values never reach an event (a tool may print them).
     secret_names: list[str] = field(default_factory=list)
+    # How the sandbox's disk came to be: "" a fresh one (clone); "snapshot" a snapshot of this
+    # session's earlier sandbox (work tree and branch kept as they were, then fetch); "prebuild"
+    # a repository image, cloned at the base branch with its setup run (fetch, then branch).
+    restore_kind: str = ""
+    # Make a repository image: clone at the base branch, run the setup script, report ready
+    # without starting the agent; the hub then snapshots the sandbox.
+    prebuild: bool = False
+    setup_timeout_s: float = SETUP_TIMEOUT_S  # the repository's .cloudws/setup.sh, at most
 
     @classmethod
     def load(cls, path: Path) -> DaemonConfig:
@@ -106,6 +116,7 @@ class Daemon:
         self._lines: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._interrupt_requested = False
+        self._interrupt_wake = asyncio.Event()  # set with _interrupt_requested: wakes a prompt waiting for setup
         self._turn_live = False  # the agent has the current prompt: an interrupt must go to it
         self._default_model: str | None = None  # what the agent runs on when no model is chosen
         self._setup_done = asyncio.Event()
@@ -146,6 +157,9 @@ class Daemon:
             server.close()
             for task in tasks:
                 task.cancel()
+            # A cancelled setup kills its script as it ends: let it, before the log closes (bounded:
+            # shutting down must not hang on a task).
+            await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_S)
             if self.agent is not None:
                 await self.agent.close()
             self.log.append(SandboxStatusEvent("stopped", self._stop_detail))
@@ -154,27 +168,35 @@ class Daemon:
             self.log.close()
 
     async def _setup(self) -> None:
-        workdir = self.config.workdir
+        config = self.config
         try:
-            if not (Path(workdir) / ".git").exists():
-                self.log.append(SandboxStatusEvent("cloning", f"cloning {gitops.redact(self.config.repo)}"))
-                await gitops.clone(self.config.repo, workdir)
-                base = await gitops.prepare_branch(workdir, self.config.base_branch, self.config.branch)
-                detail = f"on branch {self.config.branch} from {base}"
-            else:
-                detail = f"on branch {self.config.branch}"
-            try:
-                # Claude Code takes ~0.2 s to boot and prints nothing until its first prompt, so
-                # starting it now takes that off the first prompt's latency.
-                await self._ensure_agent(None)
-            except OSError as exc:
-                log.warning("could not start Claude Code ahead of the first prompt: %s", exc)
-            self.log.append(SandboxStatusEvent("ready", detail))
+            tree = await startup.prepare_work_tree(
+                repo=config.repo, workdir=config.workdir, base_branch=config.base_branch, branch=config.branch,
+                restore_kind=config.restore_kind, prebuild=config.prebuild, append=self.log.append,
+            )  # fmt: skip
+            if tree.fresh:  # a restored work tree had its setup run before its image was made
+                await startup.run_setup_step(config.workdir, self.redactor, config.setup_timeout_s, self.log.append)
+            if not config.prebuild:  # a prebuild is snapshotted next: no agent goes into the image
+                await self._start_agent_ahead()
+            self.log.append(SandboxStatusEvent("ready", tree.detail))
         except Exception as exc:  # whatever it was, prompts must hear of it rather than wait
-            self._setup_error = str(exc) if isinstance(exc, (gitops.GitError, OSError)) else f"setup failed: {exc!r}"
+            known = (gitops.GitError, OSError, startup.StartupError)
+            self._setup_error = str(exc) if isinstance(exc, known) else f"setup failed: {exc!r}"
             self.log.append(SandboxStatusEvent("failed", self._setup_error))
         finally:
             self._setup_done.set()
+
+    async def _start_agent_ahead(self) -> None:
+        # Claude Code takes ~0.2 s to boot and prints nothing until its first prompt, so
+        # starting it now takes that off the first prompt's latency.
+        step = startup.Step(self.log.append, "agent", "starting Claude Code")
+        try:
+            await self._ensure_agent(None)
+        except OSError as exc:
+            log.warning("could not start Claude Code ahead of the first prompt: %s", exc)
+            step.failed(f"could not start Claude Code ahead of the first prompt (it starts with the prompt): {exc}")
+            return
+        step.done()
 
     def _busy(self) -> bool:
         """Whether anything holds the sandbox: a connected hub, or a prompt running or queued."""
@@ -206,8 +228,15 @@ class Daemon:
         message_id = op["message_id"]
         # Current from the start: a Stop that comes while the repository is still cloning counts.
         self.current, self._interrupt_requested, self._turn_live = message_id, False, False
+        self._interrupt_wake.clear()
         try:
-            await self._setup_done.wait()
+            if not self._setup_done.is_set():
+                # A setup script may run for many minutes: a Stop meanwhile ends the prompt now.
+                await _first_of(self._setup_done.wait(), self._interrupt_wake.wait())
+            if self._interrupt_requested and not self._setup_done.is_set():
+                self.log.append(ExecutionComplete(message_id, False, error="stopped before it started",
+                                                  interrupted=True))  # fmt: skip
+                return
             if self._setup_error is not None:
                 self.log.append(ExecutionComplete(message_id, False, error=f"sandbox setup failed: {self._setup_error}"))
                 return
@@ -347,6 +376,7 @@ class Daemon:
         if message_id is None:
             return
         self._interrupt_requested = True
+        self._interrupt_wake.set()
         if not self._turn_live or agent is None:
             return  # _run_prompt sees the request before it hands the prompt to the agent
         try:
@@ -438,6 +468,16 @@ class Daemon:
         elif name == "shutdown":
             outbox.send({"kind": "ack", "op": "shutdown"})
             self._stopping.set()
+
+
+async def _first_of(*waits: Any) -> None:
+    """Wait until the first of ``waits`` is done; the rest are cancelled."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
 
 
 def _resume_failed(agent: ClaudeAgent) -> bool:

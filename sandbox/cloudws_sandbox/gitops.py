@@ -103,6 +103,49 @@ async def prepare_branch(cwd: str, base_branch: str, branch: str) -> str:
     return base
 
 
+async def fetch(cwd: str) -> None:
+    """Bring origin's branches up to date; local branches are left as they are."""
+    await git("fetch", "--quiet", "--", "origin", cwd=cwd)
+
+
+async def local_branch_exists(cwd: str, branch: str) -> bool:
+    out = await git("show-ref", "--verify", "--", f"refs/heads/{branch}", cwd=cwd, check=False)
+    return bool(out)
+
+
+async def current_branch(cwd: str) -> str:
+    """The checked-out branch's name, or ``""`` on a detached HEAD."""
+    return await git("symbolic-ref", "--quiet", "--short", "--", "HEAD", cwd=cwd, check=False)
+
+
+async def checkout_base(cwd: str, base_branch: str) -> str:
+    """Check out ``base_branch`` (default: origin's default branch) as origin has it, as a
+    repository image holds it. Returns the branch."""
+    base = base_branch or await default_branch(cwd)
+    problem = branch_name_problem(base)
+    if problem:
+        raise GitError(f"{base!r} is not a branch name: {problem}")
+    if await remote_branch_exists(cwd, base):
+        await git("checkout", "-B", base, f"origin/{base}", "--", cwd=cwd)
+    elif await head_sha(cwd):
+        raise GitError(f"base branch {base!r} does not exist in the repository")
+    return base
+
+
+async def restore_branch(cwd: str, base_branch: str, branch: str) -> str:
+    """Put the session branch in place in a work tree that came from an image: kept as it is
+    when it already exists locally (never reset: it may hold commits origin lacks), else as
+    :func:`prepare_branch` makes it. Returns where it came from."""
+    problem = branch_name_problem(branch)
+    if problem:
+        raise GitError(f"{branch!r} is not a branch name: {problem}")
+    if await local_branch_exists(cwd, branch):
+        if await current_branch(cwd) != branch:
+            await git("checkout", branch, "--", cwd=cwd)
+        return branch
+    return "origin/" + await prepare_branch(cwd, base_branch, branch)
+
+
 async def head_sha(cwd: str) -> str:
     return await git("rev-parse", "--verify", "--quiet", "HEAD", cwd=cwd, check=False)  # a constant: no "--" needed
 
