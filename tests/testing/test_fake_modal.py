@@ -74,6 +74,26 @@ async def test_a_call_real_modal_refuses_raises_type_error(fake_root: Path):
     assert not (fake_root / "sandboxes").exists() or not list((fake_root / "sandboxes").iterdir())
 
 
+REAL_CLASSES = {
+    fake_modal.App: modal.App,
+    fake_modal.Image: modal.Image,
+    fake_modal.Secret: modal.Secret,
+    fake_modal.Sandbox: modal.Sandbox,
+    fake_modal.ContainerProcess: modal.container_process.ContainerProcess,
+    fake_modal.StreamReader: modal.io_streams.StreamReader,
+    fake_modal.StreamWriter: modal.io_streams.StreamWriter,
+}
+
+
+@pytest.mark.parametrize("fake_class", list(REAL_CLASSES), ids=lambda c: c.__name__)
+def test_the_fake_offers_nothing_real_modal_lacks_and_aio_where_it_has_it(fake_class: type):
+    real_class = REAL_CLASSES[fake_class]
+    for name in (n for n in vars(fake_class) if not n.startswith("_")):
+        assert hasattr(real_class, name), f"{fake_class.__name__}.{name} is not in modal 1.6"
+        real, fake = getattr(real_class, name), getattr(fake_class, name)
+        assert hasattr(real, "aio") == hasattr(fake, "aio"), f"{fake_class.__name__}.{name}.aio"
+
+
 async def test_the_fake_has_the_real_signatures_and_exceptions():
     assert fake_modal.exception is modal.exception
     assert fake_modal.StreamType is modal.stream_type.StreamType
@@ -295,6 +315,7 @@ async def test_a_command_s_exit_code_ends_the_sandbox(fake_root: Path):
     await sb.wait.aio()
     assert sb.returncode == 7
     assert await sb.stdout.read.aio() == "out\n"
+    assert (await fake_modal.Sandbox.from_id.aio(sb.object_id)).returncode == 7, "a new handle knows the end"
 
 
 # Snapshots and images.
