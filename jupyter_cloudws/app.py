@@ -20,12 +20,15 @@ from . import __version__
 from .backends import BACKENDS, SandboxBackend
 from .handlers import (
     EventsHandler,
+    PrebuildHandler,
+    PrebuildsHandler,
     PromptsHandler,
     SessionHandler,
     SessionsHandler,
     SessionSocketHandler,
     StatusHandler,
     StopHandler,
+    WarmHandler,
 )
 from .hub import HubSettings, SessionHub
 from .store import SessionStore
@@ -119,6 +122,24 @@ class CloudWorkspaces(ExtensionApp):
     replay_limit = Int(
         500, help="Most events sent in one 'subscribed' frame or one page of GET .../events."
     ).tag(config=True)
+    prebuild_repos = List(
+        Unicode(),
+        help="Repositories whose images the server keeps fresh, as 'REPO' (the default branch) or "
+        "'REPO@BRANCH' (split at the last '@' that follows a whole repository). Each is cloned, its "
+        ".cloudws/setup.sh run and the sandbox snapshotted; new sessions on it start from that image and "
+        "only fetch. Built at start, then every prebuild_interval_s. Needs a backend that can snapshot.",
+    ).tag(config=True)
+    prebuild_interval_s = Float(
+        6 * 3600.0,
+        min=0.0,
+        help="How often the images of prebuild_repos are rebuilt, in seconds; 0 builds them once, at start.",
+    ).tag(config=True)
+    prebuild_timeout_s = Float(
+        1800.0,
+        min=1.0,
+        help="Longest a repository prebuild (clone and setup script) may take before it fails and its "
+        "sandbox is ended.",
+    ).tag(config=True)
     git_email_domain = Unicode(
         "users.noreply.jupyter", help="Commits are authored as <username>@<this domain>."
     ).tag(config=True)
@@ -186,7 +207,7 @@ class CloudWorkspaces(ExtensionApp):
             replay_limit=self.replay_limit, default_model=self.default_model or None,
             allow_local_repos=allow_local, agent_env=env, secret_names=tuple(self.agent_env),
             attach_timeout_s=self.sandbox_attach_timeout_s, sandbox_idle_timeout_s=self.sandbox_idle_timeout_s,
-            data_dir=self.data_dir,
+            data_dir=self.data_dir, prebuild_timeout_s=self.prebuild_timeout_s,
             bridge_heartbeat_s=self.bridge_heartbeat_s,
             bridge_heartbeat_timeout_s=self.bridge_heartbeat_timeout_s,
             websocket_outbox_max_bytes=self.websocket_outbox_max_bytes,
@@ -213,11 +234,17 @@ class CloudWorkspaces(ExtensionApp):
                 (url_path_join("/", api, "sessions", _SESSION, "stop"), StopHandler),
                 (url_path_join("/", api, "sessions", _SESSION, "events"), EventsHandler),
                 (url_path_join("/", api, "sessions", _SESSION, "ws"), SessionSocketHandler),
+                (url_path_join("/", api, "prebuilds"), PrebuildsHandler),
+                (url_path_join("/", api, "prebuilds", r"(?P<build_id>[^/]+)"), PrebuildHandler),
+                (url_path_join("/", api, "warm"), WarmHandler),
             ]
         )
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
         await self.hub.start()
+        if self.prebuild_repos:
+            # In the background: a build takes minutes, and its errors are logged, never raised.
+            self.hub.prebuilds.spawn(self.hub.prebuilds.keep_fresh(list(self.prebuild_repos), self.prebuild_interval_s))
 
     async def stop_extension(self) -> None:
         await self.hub.close()

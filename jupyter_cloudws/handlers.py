@@ -227,6 +227,50 @@ class EventsHandler(CloudwsAPIHandler):
         self.finish({"events": events, "has_more": has_more})
 
 
+class PrebuildsHandler(CloudwsAPIHandler):
+    """Repository images. Anyone who may create sessions (``write``) may prebuild a repository
+    they could open a session on; the repository and branch are checked as a session's are."""
+
+    @web.authenticated
+    @authorized("read")
+    @hub_errors
+    async def get(self) -> None:
+        self.finish({"prebuilds": self.hub.prebuilds.list(await self.requester())})
+
+    @web.authenticated
+    @authorized("write")
+    @hub_errors
+    async def post(self) -> None:
+        body = self.json_object()
+        unknown = set(body) - {"repo", "branch"}
+        if unknown:
+            raise HubError(400, "bad_request", f"unknown fields: {', '.join(sorted(unknown))}")
+        record, started = self.hub.prebuilds.request(body.get("repo"), body.get("branch"), await self.requester())
+        self.set_status(202)
+        self.set_header("Location", self.request.path.rstrip("/") + "/" + record["id"])
+        self.finish({**record, "already_running": not started})
+
+
+class PrebuildHandler(CloudwsAPIHandler):
+    @web.authenticated
+    @authorized("read")
+    @hub_errors
+    async def get(self, build_id: str) -> None:
+        self.finish(self.hub.prebuilds.get(build_id, await self.requester()))
+
+
+class WarmHandler(CloudwsAPIHandler):
+    """The new-session form chose a repository: build its image now if it has none, so the
+    session created a moment later starts from it. Rate-limited per user and repository."""
+
+    @web.authenticated
+    @authorized("write")
+    @hub_errors
+    async def post(self) -> None:
+        body = self.json_object()
+        self.finish(self.hub.prebuilds.warm(body.get("repo"), body.get("branch"), await self.requester()))
+
+
 class SessionSocketHandler(WebSocketMixin, CloudwsMixin, JupyterHandler, websocket.WebSocketHandler):
     """The live stream of one session: subscribe with replay, then prompts, Stop, typing, ping."""
 

@@ -70,6 +70,7 @@ class HubSettings:
     secret_names: tuple[str, ...] = ()
     sandbox_idle_timeout_s: float = 600.0  # 0: sandboxes stay until archived
     data_dir: str = ""  # holds conversations/<session id>; empty: each sandbox keeps its own
+    prebuild_timeout_s: float = 1800.0  # a repository prebuild (clone and setup script) ends after this
 
 
 @dataclass(frozen=True)
@@ -92,12 +93,16 @@ class SessionHub:
         self._runners: dict[str, SessionRunner] = {}
         self.closing = False
         self.redactor = Redactor(settings.agent_env.get(name) for name in settings.secret_names)
+        from .prebuild import Prebuilds  # prebuild.py builds on this module
+
+        self.prebuilds = Prebuilds(self)
 
     async def start(self) -> None:
         """Find again what a previous server left: live sandboxes and unfinished prompts."""
         ids = set(self.store.session_ids_with_sandboxes()) | set(self.store.session_ids_with_active_prompts())
         for sid in ids:
             self.runner(sid).resume()
+        self.prebuilds.start()
         self._orphan_sweep = asyncio.get_running_loop().create_task(self.end_orphans())
 
     async def end_orphans(self) -> list[str]:
@@ -124,6 +129,7 @@ class SessionHub:
         if sweep is not None:
             sweep.cancel()
         await asyncio.gather(*(r.close() for r in self._runners.values()), return_exceptions=True)
+        await self.prebuilds.close()  # a build's sandbox is ended: nobody would snapshot it
 
     def runner(self, session_id: str) -> SessionRunner:
         if session_id not in self._runners:
@@ -141,7 +147,11 @@ class SessionHub:
     def prebuilt_image(self, repo: str, base_branch: str) -> str | None:
         """The id of a ready prebuilt image of ``repo`` at ``base_branch`` on this hub's backend,
         if there is one (``jupyter cloudws prebuild``)."""
-        return None
+        return self.prebuilds.ready_image(repo, base_branch)
+
+    def prebuilt_image_gone(self, image_id: str, reason: str) -> None:
+        """A spawn found the repository image missing or expired: stop handing it out."""
+        self.prebuilds.image_gone(image_id, reason)
 
     def conversation_dir(self, session_id: str) -> str | None:
         """The host directory of a session's agent conversation, shared by all its sandboxes

@@ -407,6 +407,8 @@ class SessionRunner:
                 progress("start", "failed", str(exc))
                 if kind == "snapshot":
                     self.store.update_session(self.session_id, snapshot_id=None, snapshot_at=None)
+                elif image_id is not None:
+                    self.hub.prebuilt_image_gone(image_id, str(exc))
                 fallback = "a clone of the branch and the saved conversation" if kind == "snapshot" else "a clone"
                 self.append(ErrorEvent(f"{kind}_unavailable", f"the {kind} {image_id} is gone ({exc}); "
                                                               f"starting from {fallback} instead"))  # fmt: skip

@@ -74,6 +74,22 @@ CREATE TABLE IF NOT EXISTS artifacts (
     data TEXT NOT NULL,
     created_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS repo_images (
+    id TEXT PRIMARY KEY,
+    repo TEXT NOT NULL,
+    branch TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    image_id TEXT,
+    status TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT '',
+    steps TEXT NOT NULL DEFAULT '[]',
+    requested_by TEXT,
+    sandbox_id TEXT,
+    created_at REAL NOT NULL,
+    built_at REAL,
+    duration_s REAL
+);
+CREATE INDEX IF NOT EXISTS repo_images_key ON repo_images (repo, branch, backend, created_at);
 """
 
 SESSION_FIELDS = (
@@ -87,6 +103,9 @@ _UPDATABLE = {
 # Columns added after schema version 1 shipped: added in place to an older database.
 _ADDED_COLUMNS = {"sessions": (("snapshot_id", "TEXT"), ("snapshot_at", "REAL"))}
 PROMPT_ACTIVE = ("queued", "running")
+# A prebuilt repository image (``jupyter cloudws prebuild``): one row per build.
+IMAGE_STATUSES = ("building", "ready", "failed")
+_IMAGE_UPDATABLE = {"image_id", "status", "detail", "steps", "sandbox_id", "built_at", "duration_s"}
 
 
 class QueueFull(Exception):
@@ -355,6 +374,53 @@ class SessionStore:
         )
         return [{**dict(r), "data": json.loads(r["data"])} for r in rows]
 
+    # -- prebuilt repository images ------------------------------------------------------------
+
+    def create_repo_image(self, *, repo: str, branch: str, backend: str, requested_by: str | None) -> dict[str, Any]:
+        iid = new_id()
+        self._db.execute(
+            "INSERT INTO repo_images (id, repo, branch, backend, status, requested_by, created_at)"
+            " VALUES (?, ?, ?, ?, 'building', ?, ?)",
+            (iid, repo, branch, backend, requested_by, time.time()),
+        )
+        return self.get_repo_image(iid)  # type: ignore[return-value]
+
+    def get_repo_image(self, image_row_id: str) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT * FROM repo_images WHERE id = ?", (image_row_id,)).fetchone()
+        return None if row is None else _image_row(row)
+
+    def update_repo_image(self, image_row_id: str, **changes: Any) -> dict[str, Any]:
+        unknown = set(changes) - _IMAGE_UPDATABLE
+        if unknown:
+            raise ValueError(f"cannot update {', '.join(sorted(unknown))}")
+        if changes.get("status", "building") not in IMAGE_STATUSES:
+            raise ValueError(f"unknown image status {changes['status']!r}")
+        if "steps" in changes:
+            changes["steps"] = json.dumps(changes["steps"])
+        if changes:
+            cols = ", ".join(f"{k} = ?" for k in changes)
+            self._db.execute(f"UPDATE repo_images SET {cols} WHERE id = ?", (*changes.values(), image_row_id))
+        row = self.get_repo_image(image_row_id)
+        if row is None:
+            raise KeyError(image_row_id)
+        return row
+
+    def list_repo_images(
+        self, *, backend: str | None = None, repo: str | None = None, branch: str | None = None,
+        status: str | None = None,
+    ) -> list[dict[str, Any]]:  # fmt: skip
+        """Builds, newest first, filtered by whichever of the keys are given."""
+        where, args = [], []
+        for name, value in (("backend", backend), ("repo", repo), ("branch", branch), ("status", status)):
+            if value is not None:
+                where.append(f"{name} = ?")
+                args.append(value)
+        sql = "SELECT * FROM repo_images" + (" WHERE " + " AND ".join(where) if where else "")
+        return [_image_row(r) for r in self._db.execute(sql + " ORDER BY created_at DESC, rowid DESC", args)]
+
+    def delete_repo_image(self, image_row_id: str) -> None:
+        self._db.execute("DELETE FROM repo_images WHERE id = ?", (image_row_id,))
+
     # -- transactions -------------------------------------------------------------------------
 
     def transaction(self) -> _Transaction:
@@ -384,6 +450,12 @@ class _Transaction:
 def _session_row(row: sqlite3.Row) -> dict[str, Any]:
     data = {k: row[k] for k in SESSION_FIELDS}
     data["archived"] = bool(data["archived"])
+    return data
+
+
+def _image_row(row: sqlite3.Row) -> dict[str, Any]:
+    data = dict(row)
+    data["steps"] = json.loads(data["steps"])
     return data
 
 

@@ -105,6 +105,10 @@ class SandboxSpec:
     # Raises :class:`SnapshotGone` from ``create`` when the image is missing or expired.
     restore_from: str | None = None
     restore_kind: str = "snapshot"
+    # A repository prebuild (``jupyter cloudws prebuild``): the daemon clones, runs the setup
+    # script and reports ``ready`` without starting the agent; the hub then snapshots it.
+    # Backends pass it on as ``DaemonConfig.prebuild``.
+    prebuild: bool = False
 
 
 @dataclass(frozen=True)
