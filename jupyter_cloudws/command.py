@@ -103,7 +103,7 @@ def _follow(http: httpx.Client, build_id: str, poll_interval_s: float, out: Text
 def format_step(step: dict[str, Any]) -> str:
     elapsed = f" {step['elapsed_ms'] / 1000:.1f} s" if step["state"] != "running" and step["elapsed_ms"] else ""
     line = f"  {step['step']:<7} {step['state']}{elapsed}" + (f": {step['detail']}" if step["detail"] else "")
-    if step["state"] == "failed" and step["output"]:
+    if step["output"]:  # the setup script's output as it streams, and its tail when it failed
         line += "\n" + "\n".join("    | " + s for s in step["output"].splitlines()[-20:])
     return line
 
