@@ -43,6 +43,8 @@ TAG_HUB = "cloudws-hub"
 MAX_TAG_CHARS = 63  # keep tag values short and plain: they are labels, not data
 CLI_PACKAGE = "claude-agent-sdk"
 LOG_TAIL_LINES = 3
+EXIT_LIFETIME = 124  # how Modal reports a sandbox that reached its timeout
+EXIT_TERMINATED = 137  # ...and one that was terminated
 
 
 def credentials_problem(environ: Mapping[str, str], home: str) -> str | None:
@@ -184,16 +186,13 @@ class ModalBackend(SandboxBackend):
     async def _start_image(self, spec: SandboxSpec, app: Any, progress: ProgressFn) -> Any:
         modal = self.modal
         if spec.restore_from:
-            try:
-                return await self._call("finding the image", modal.Image.from_id.aio(spec.restore_from))
-            except modal.exception.NotFoundError as exc:
-                raise SnapshotGone(f"Modal has no image {spec.restore_from} (expired or deleted): {exc}") from None
+            # A reference only (no I/O in modal 1.6): an expired id fails at Sandbox.create.
+            return modal.Image.from_id(spec.restore_from)
         if self._base_image is not None:
             return self._base_image
         if self.image.startswith("im-"):
-            base = await self._call("finding the configured image", modal.Image.from_id.aio(self.image))
-            self._base_image = base
-            return base
+            self._base_image = modal.Image.from_id(self.image)
+            return self._base_image
         registry = modal.Image.from_registry(self.image, add_python=layout.PYTHON_VERSION) if self.image else None
         image = layout.runtime_image(modal, cli_requirement(), base=registry)
         progress("image", "running", "building the sandbox image if Modal has not yet (the first build takes minutes)")
@@ -230,15 +229,19 @@ class ModalBackend(SandboxBackend):
         tags = {TAG_SESSION: tag_value(spec.session_id), TAG_HUB: tag_value(self.hub_instance or "default")}
         if spec.owner:
             tags[TAG_OWNER] = tag_value(spec.owner)
-        sb = await self._call(
-            "creating the sandbox",
-            modal.Sandbox.create.aio(
-                *command, app=app, image=image, secrets=secrets, env=dict(layout.IMAGE_ENV),
-                timeout=self.timeout_s, workdir=layout.ROOT,
-                cpu=self.cpu, memory=self.memory_mib, region=self.region or None, tags=tags,
-                environment_name=self.environment or None,
-            ),  # fmt: skip
-        )
+        try:
+            sb = await self._call(
+                "creating the sandbox",
+                modal.Sandbox.create.aio(
+                    *command, app=app, image=image, secrets=secrets, env=dict(layout.IMAGE_ENV),
+                    timeout=self.timeout_s, workdir=layout.ROOT, cpu=self.cpu, memory=self.memory_mib,
+                    region=self.region or None, tags=tags,
+                ),  # fmt: skip
+            )
+        except modal.exception.NotFoundError as exc:
+            if spec.restore_from:
+                raise SnapshotGone(f"Modal has no image {spec.restore_from} (expired or deleted): {exc}") from None
+            raise SandboxGone(f"Modal could not create the sandbox: {exc}") from None
         sandbox_id = sb.object_id
         self._sandboxes[sandbox_id] = sb
         if conversation:
@@ -327,6 +330,10 @@ class ModalBackend(SandboxBackend):
         except (SandboxGone, self.modal.exception.NotFoundError) as exc:
             return f"the Modal sandbox ended ({exc})"
         reason = "the Modal sandbox ended" + (f" with code {code}" if code is not None else "")
+        if code == EXIT_LIFETIME:
+            reason += f" (it reached its lifetime, ModalBackend.timeout_s = {self.timeout_s} s)"
+        elif code == EXIT_TERMINATED:
+            reason += " (it was terminated)"
         tail = tail[-LOG_TAIL_LINES:]
         return reason + (": " + " | ".join(tail) if tail else "")
 

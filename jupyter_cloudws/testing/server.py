@@ -109,9 +109,10 @@ class ServerProcess:
             "JUPYTER_RUNTIME_DIR": str(self.root / "runtime"),
         }
         # A blocking Modal call in the server's event loop would stall it: make it an error there.
-        warnings = ["-W", "error::modal.exception.AsyncUsageWarning"] if self.cloudws_config.get("backend") == "modal" else []
+        strict = self.cloudws_config.get("backend") == "modal"
+        launcher = ["-m", "jupyter_cloudws.testing.strict_modal", self.app] if strict else ["-m", self.app]
         argv = [
-            sys.executable, *warnings, "-m", self.app, "--no-browser", "--allow-root", f"--port={self.port}",
+            sys.executable, *launcher, "--no-browser", "--allow-root", f"--port={self.port}",
             "--ServerApp.ip=127.0.0.1", "--ServerApp.port_retries=0", f"--IdentityProvider.token={self.token}",
             f"--ServerApp.root_dir={self.root / 'work'}",
         ]  # fmt: skip
