@@ -217,8 +217,9 @@ class ModalBackend(SandboxBackend):
         config = DaemonConfig(
             session_id=spec.session_id, repo=spec.repo, base_branch=spec.base_branch, branch=spec.branch,
             model=spec.model, cli_path="", workdir=layout.WORKDIR, secret_names=list(spec.secret_names),
+            restore_kind=restore, prebuild=spec.prebuild,
         )  # fmt: skip
-        config_data = {**dataclasses.asdict(config), "restore_kind": restore}  # a runtime that lacks the field drops it
+        config_data = dataclasses.asdict(config)
         conversation = await asyncio.to_thread(_pack_conversation, spec.conversation_dir) if not restore == "snapshot" else None
         command = ["python", "-m", "cloudws_sandbox", "serve", "--state-dir", f"{layout.STATE_PARENT}/{uuid.uuid4().hex[:12]}",
                    "--socket", layout.SOCKET, "--config-json", json.dumps(config_data)]  # fmt: skip
