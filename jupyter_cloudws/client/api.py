@@ -80,6 +80,12 @@ class Client:
                 body[key] = value
         return self._session_for(self._http.request("POST", "/sessions", json=body))
 
+    def warm(self, repo: str | Path, base_branch: str | None = None) -> dict[str, Any]:
+        """A hint that a session on ``repo`` is coming: the server builds the repository's image
+        now if it has none (on a backend that can snapshot), so the session starts from it.
+        ``{started, status, id}``; 429 (:class:`CloudwsError`) when asked again within 30 s."""
+        return self._http.request("POST", "/warm", json={"repo": str(repo), "branch": base_branch or ""})
+
     def session(self, id: str) -> Session:
         """The session with this id; raises :class:`UnknownSession` if there is none."""
         return self._session_for(self._http.request("GET", f"/sessions/{quote(id, safe='')}"))

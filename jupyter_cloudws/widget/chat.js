@@ -259,7 +259,12 @@ function render({ model, el }) {
     const modelSel = h("select", { class: "cw-model", "aria-label": "Model" },
       (model.get("models") || []).map((m) => h("option", { value: m.id, text: m.label })));
     const chips = h("div", { class: "cw-chips" }, (model.get("recent_repos") || []).map((r) =>
-      h("button", { class: "cw-chip", title: r, onclick: () => { repo.value = r; repo.focus(); } }, r.split("/").filter(Boolean).pop() || r)));
+      h("button", { class: "cw-chip", title: r, onclick: () => { repo.value = r; repo.focus(); warm(); } }, r.split("/").filter(Boolean).pop() || r)));
+    // Choosing a repository starts work early: the server builds its image while the form is filled in.
+    function warm() {
+      if (repo.value.trim()) send({ type: "warm_repo", repo: repo.value.trim(), base_branch: branch.value.trim() });
+    }
+    for (const input of [repo, branch]) input.addEventListener("change", warm);
     const create = () => {
       if (!repo.value.trim()) { repo.focus(); return; }
       send({ type: "new_session", repo: repo.value.trim(), title: title.value.trim(), base_branch: branch.value.trim(), model: modelSel.value });

@@ -45,6 +45,7 @@ MODELS = [
 ]
 STREAM_RENDER_INTERVAL_S = 0.08  # how often a growing block of text is rendered again
 TYPING_INTERVAL_S = 5.0  # at most one warm-up hint per this many seconds
+WARM_INTERVAL_S = 30.0  # a repository chosen in the new-session form is warmed at most this often
 
 
 class ChatWidget(anywidget.AnyWidget):
@@ -77,6 +78,7 @@ class ChatWidget(anywidget.AnyWidget):
         self._render_scheduled = False
         self._closed = False
         self._last_typing_s = 0.0
+        self._warmed: dict[tuple[str, str], float] = {}  # (repo, base branch) -> when the form warmed it
         self.on_msg(self._on_front_end_message)
         self.isolation = _isolation(client)
         if session is not None:
@@ -218,6 +220,9 @@ class ChatWidget(anywidget.AnyWidget):
 
     def _on_front_end_message(self, _: Any, content: dict[str, Any], buffers: list[bytes]) -> None:
         kind = content.get("type")
+        if kind == "warm_repo":  # a hint, before the error is cleared: it never shows one
+            self._warm_repo(str(content.get("repo") or "").strip(), str(content.get("base_branch") or "").strip())
+            return
         try:
             self._set(error="")
             if kind == "send":
@@ -255,6 +260,22 @@ class ChatWidget(anywidget.AnyWidget):
         if self._session is None:
             raise RuntimeError("no session is open: pick one or create one")
         return self._session
+
+    def _warm_repo(self, repo: str, base_branch: str) -> None:
+        """The new-session form chose a repository: let the server build its image meanwhile.
+        Sent once per repository and branch per WARM_INTERVAL_S; a refusal (a half-typed path,
+        an older server) is nobody's concern until the form is submitted."""
+        now = time.monotonic()
+        key = (repo, base_branch)
+        if not repo or now - self._warmed.get(key, float("-inf")) < WARM_INTERVAL_S:
+            return
+        self._warmed[key] = now
+        warm = getattr(self.client, "warm", None)
+        try:
+            if warm is not None:
+                warm(repo, base_branch or None)
+        except Exception:
+            pass
 
     def _typing(self) -> None:
         now = time.monotonic()

@@ -171,3 +171,29 @@ def test_the_chat_shows_reconnecting_then_catches_up_when_the_server_comes_back(
             session.prompt("Please write the notes")
             until(lambda: any(i["kind"] == "result" for i in widget.transcript), WAIT_S, "the prompt's result")
             assert [i["kind"] for i in widget.transcript] == ["user", "tool", "tool", "assistant", "git", "result"]
+
+
+def test_choosing_a_repository_in_the_form_warms_it_once_and_never_shows_an_error(client: Client, tmp_path: Path,
+                                                                                    monkeypatch: pytest.MonkeyPatch):  # fmt: skip
+    repo = str(make_bare_repo(tmp_path, "warm"))
+    widget = ChatWidget(client)
+    SentMessages(widget)
+    answers: list[Any] = []
+    real_warm = client.warm
+
+    def spy(repo: str, base_branch: str | None = None) -> dict[str, Any]:
+        try:
+            answers.append(real_warm(repo, base_branch))
+        except Exception as exc:
+            answers.append(exc)
+            raise
+        return answers[-1]
+
+    monkeypatch.setattr(client, "warm", spy)
+    widget.error = "an earlier problem"
+    front_end(widget, type="warm_repo", repo=repo, base_branch="")
+    front_end(widget, type="warm_repo", repo=f" {repo} ", base_branch="")  # again at once: not sent
+    assert len(answers) == 1 and set(answers[0]) == {"started", "status", "id"}, answers
+    front_end(widget, type="warm_repo", repo=str(tmp_path / "half-typed"), base_branch="")
+    assert "not a git repository" in str(answers[1]), answers
+    assert widget.error == "an earlier problem", "a warm-up neither shows nor clears an error"
