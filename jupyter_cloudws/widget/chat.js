@@ -78,8 +78,59 @@ function toolRow(item, openIds) {
   return details;
 }
 
+// A spawn's steps: "clone ✓ 0.8 s". All text from events goes in as text, never as HTML.
+const STEP_MARKS = { running: "…", done: "✓", failed: "✗" };
+
+function stepSeconds(ms) {
+  return `${((ms || 0) / 1000).toFixed(1)} s`;
+}
+
+function lineCount(text) {
+  const n = text.split("\n").length;
+  return text.endsWith("\n") ? n - 1 : n;
+}
+
+function progressStep(step, blockId, openIds) {
+  const running = step.state === "running";
+  const markClass = step.state === "failed" ? "error" : running ? "running" : "done";
+  const row = h("div", { class: `cw-step cw-step-${step.state}`, "data-step": step.step },
+    h("span", { class: "cw-step-name", text: step.step }),
+    running ? h("span", { class: "cw-spinner", title: "running" })
+      : h("span", { class: `cw-step-mark cw-state-${markClass}`, text: STEP_MARKS[step.state] || step.state }),
+    running && step.started_ts
+      ? h("span", { class: "cw-elapsed", "data-started": step.started_ts, text: stepSeconds(step.elapsed_ms) })
+      : h("span", { class: "cw-elapsed", text: stepSeconds(step.elapsed_ms) }),
+    step.detail ? h("span", { class: "cw-step-detail", title: step.detail, text: step.detail }) : null);
+  const parts = [row];
+  if (step.output) {
+    const id = `${blockId}:${step.step}:output`;
+    const n = lineCount(step.output);
+    parts.push(h("details", { class: "cw-step-output", "data-id": id, open: openIds.has(id) },
+      h("summary", { text: `output (${n} ${n === 1 ? "line" : "lines"})` }), h("pre", { text: step.output })));
+  }
+  if (step.state === "failed" && step.tail) parts.push(h("pre", { class: "cw-step-tail", text: step.tail }));
+  return parts;
+}
+
+function progressBlock(item, openIds) {
+  const steps = item.steps || [];
+  const lines = steps.flatMap((s) => progressStep(s, item.id, openIds));
+  if (item.state === "running") {
+    return h("div", { class: "cw-block cw-progress cw-progress-running" },
+      h("div", { class: "cw-progress-title", text: "Starting the sandbox" }), lines);
+  }
+  // Over: one line, opened on a click; kept open when a step failed, so its tail shows.
+  const failed = steps.some((s) => s.state === "failed");
+  const summary = `${item.state === "ready" ? "Sandbox ready" : "Sandbox failed"} in ${stepSeconds(item.total_ms)} · `
+    + steps.map((s) => `${s.step} ${STEP_MARKS[s.state] || s.state} ${stepSeconds(s.elapsed_ms)}`).join(" · ");
+  return h("div", { class: `cw-block cw-progress cw-progress-${item.state}${failed ? " cw-progress-failed-step" : ""}` },
+    h("details", { "data-id": item.id, open: failed || openIds.has(item.id) },
+      h("summary", { class: "cw-progress-summary", text: summary }), lines));
+}
+
 function renderBlock(block, openIds) {
   const item = block.items[0];
+  if (block.kind === "progress") return progressBlock(item, openIds);
   if (block.kind === "tools") {
     if (block.items.length === 1) return h("div", { class: "cw-block cw-tools" }, toolRow(item, openIds));
     const running = block.items.some((i) => i.status === "running");

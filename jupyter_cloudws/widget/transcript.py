@@ -8,6 +8,9 @@ Each item is a JSON-able dict with a stable ``id``, so the front end can update 
 * ``result``     ``r:<message_id>``: how the prompt ended, with cost and duration
 * ``git``        ``g:<message_id>``: the commit and push after the prompt
 * ``notice``     ``n:<seq>``: a sandbox failure or a hub error worth showing in line
+* ``progress``   ``p:<seq>``: one spawn's steps (image, start, clone or restore, setup, agent) as
+  they run, keyed by the seq of its first ``sandbox_progress`` event; ``state`` is ``running``
+  until the sandbox is ``ready`` (or ``failed``)
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from .tools import group_words, tool_icon, tool_summary
 
 Item = dict[str, Any]
 MAX_INPUT_CHARS = 20_000
+MAX_STEP_OUTPUT_CHARS = 64_000  # a step's streamed output kept in the widget (its end)
 
 
 @dataclass
@@ -35,6 +39,7 @@ class Transcript:
     _partial: dict[str, str] = field(default_factory=dict)
     _pending: list[str] = field(default_factory=list)  # prompts without a result, in order
     _dirty: set[str] = field(default_factory=set)  # streaming blocks grown since last rendered
+    _spawn: str | None = None  # the progress item of the spawn under way, if one is
 
     # -- state the widget shows beside the items ---------------------------------------------
 
@@ -157,10 +162,43 @@ class Transcript:
     def _on_sandbox_status(self, e: dict[str, Any]) -> list[Item]:
         self.sandbox_status = e["status"]
         self.sandbox_detail = e.get("detail") or ""
+        changed = []
+        if e["status"] in ("ready", "failed", "stopped") and self._spawn is not None:
+            # The spawn is over: its block folds to one line (unless a step failed).
+            spawn = self.get(self._spawn)
+            self._spawn = None
+            if spawn is not None:
+                state = "ready" if e["status"] == "ready" else "failed"
+                changed.append(self._upsert({**spawn, "state": state}))
         if e["status"] != "failed":
-            return []
-        return [self._upsert({"id": f"n:{e.get('seq')}", "kind": "notice", "level": "error",
-                              "text": f"The sandbox failed: {self.sandbox_detail}"})]  # fmt: skip
+            return changed
+        return changed + [self._upsert({"id": f"n:{e.get('seq')}", "kind": "notice", "level": "error",
+                                        "text": f"The sandbox failed: {self.sandbox_detail}"})]  # fmt: skip
+
+    def _on_sandbox_progress(self, e: dict[str, Any]) -> list[Item]:
+        spawn = self.get(self._spawn) if self._spawn is not None else None
+        if spawn is None:
+            self._spawn = f"p:{e.get('seq')}"
+            spawn = {"id": self._spawn, "kind": "progress", "state": "running", "steps": []}
+        name, state = str(e.get("step")), str(e.get("state"))
+        steps = [dict(s) for s in spawn["steps"]]
+        step = next((s for s in steps if s["step"] == name), None)
+        if step is None:
+            step = {"step": name, "output": "", "tail": ""}
+            steps.append(step)
+        output = str(e.get("output") or "")
+        if state == "running":
+            # Running events carry the new lines; the failed event carries the last ones.
+            step["output"] = (step["output"] + output)[-MAX_STEP_OUTPUT_CHARS:]
+        elif state == "failed":
+            step["tail"] = output
+        elapsed_ms = int(e.get("elapsed_ms") or 0)
+        step.update(state=state, elapsed_ms=elapsed_ms)
+        if e.get("ts"):  # a running step's time ticks on in the widget from here
+            step["started_ts"] = float(e["ts"]) - elapsed_ms / 1000
+        if e.get("detail") or state != "running":
+            step["detail"] = str(e.get("detail") or "")
+        return [self._upsert({**spawn, "steps": steps, "total_ms": sum(s["elapsed_ms"] for s in steps)})]
 
     def _on_error(self, e: dict[str, Any]) -> list[Item]:
         return [self._upsert({"id": f"n:{e.get('seq')}", "kind": "notice", "level": "error",
