@@ -53,6 +53,7 @@ class ServerProcess:
         token: str = "test-token",
         app: str = "jupyter_server",
         config: dict[str, Any] | None = None,
+        env: dict[str, str | None] | None = None,
     ) -> None:
         if app not in ("jupyter_server", "jupyterlab"):
             raise ValueError(f"app must be 'jupyter_server' or 'jupyterlab', not {app!r}")
@@ -61,6 +62,8 @@ class ServerProcess:
         self.cloudws_config = cloudws_config or {}
         self.config = config or {}  # more sections of jupyter_server_config, e.g. {"LocalBackend": {...}}
         self.app = app
+        # Changes to the server's environment (inherited from this process): None removes a variable.
+        self.env = dict(env or {})
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -111,6 +114,11 @@ class ServerProcess:
         # A blocking Modal call in the server's event loop would stall it: make it an error there.
         strict = self.cloudws_config.get("backend") == "modal"
         launcher = ["-m", "jupyter_cloudws.testing.strict_modal", self.app] if strict else ["-m", self.app]
+        for name, value in self.env.items():
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = value
         argv = [
             sys.executable, *launcher, "--no-browser", "--allow-root", f"--port={self.port}",
             "--ServerApp.ip=127.0.0.1", "--ServerApp.port_retries=0", f"--IdentityProvider.token={self.token}",
