@@ -185,6 +185,8 @@ class Daemon:
             self.log.append(SandboxStatusEvent("failed", self._setup_error))
         finally:
             self._setup_done.set()
+            if not self._stopping.is_set():
+                self.idle.touch()  # the end of the start-up starts the idle count
 
     async def _start_agent_ahead(self) -> None:
         # Claude Code takes ~0.2 s to boot and prints nothing until its first prompt, so
@@ -199,8 +201,10 @@ class Daemon:
         step.done()
 
     def _busy(self) -> bool:
-        """Whether anything holds the sandbox: a connected hub, or a prompt running or queued."""
-        return bool(self._bridges) or self.current is not None or not self._queue.empty()
+        """Whether anything holds the sandbox: a connected hub, a prompt running or queued, or the
+        start-up still under way (a setup script may run for many minutes)."""
+        return (bool(self._bridges) or self.current is not None or not self._queue.empty()
+                or not self._setup_done.is_set())  # fmt: skip
 
     def _end_idle(self) -> None:
         timeout_s = self.idle.timeout_s

@@ -16,6 +16,7 @@ import pytest
 from support import git, make_bare_repo
 
 from cloudws_sandbox.daemon import Daemon, DaemonConfig
+from cloudws_sandbox.idle import IDLE_TIMEOUT_ENV
 from cloudws_sandbox.setup_script import TAIL_LINES
 from jupyter_cloudws.testing.fake_anthropic import FakeAnthropic, text
 from jupyter_cloudws.testing.pytest_plugin import claude_env_for
@@ -314,3 +315,30 @@ async def test_a_restore_without_its_work_tree_falls_back_to_a_clone_and_says_so
     assert note["code"] == "restore_fell_back"
     assert ("clone", "done") in steps(bridge) and git("branch", "--show-current", cwd=config.workdir) == BRANCH
     assert runs(marker) == 1, "a fresh clone runs the setup script"
+
+
+async def test_a_running_setup_holds_the_daemon_with_no_hub_and_its_end_starts_the_idle_count(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(IDLE_TIMEOUT_ENV, "0.2")
+    fifo = tmp_path / "release"
+    os.mkfifo(fifo)
+    monkeypatch.setenv("SETUP_FIFO", str(fifo))
+    state, config = config_for(tmp_path, repo_with_setup(tmp_path, 'echo waiting\ncat "$SETUP_FIFO" > /dev/null\n'))
+    state.mkdir(parents=True)
+    daemon = Daemon(config, state, state / "bridge.sock")  # no hub ever connects
+    waiting = asyncio.Event()
+    daemon.log.subscribe(lambda e: waiting.set() if "waiting" in e.get("output", "") else None)
+    serving = asyncio.get_running_loop().create_task(daemon.serve())
+    try:
+        await asyncio.wait_for(waiting.wait(), 60)
+        verdict = daemon.idle.verdict()
+        assert not verdict.stop and verdict.check_in_s is None, "no idle end is even due while setup runs"
+        await asyncio.to_thread(lambda: open(fifo, "w").close())
+        await asyncio.wait_for(asyncio.shield(serving), 30)  # ready, then idle: it ends itself
+    finally:
+        daemon._stopping.set()
+        await asyncio.wait_for(serving, 30)
+    logged = [json.loads(line) for line in (state / "events.jsonl").read_text().splitlines()]
+    assert [e.get("status") for e in logged if e["type"] == "sandbox_status"][-2:] == ["ready", "stopped"]
+    assert logged[-1]["detail"].startswith("idle:")
