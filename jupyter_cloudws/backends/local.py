@@ -34,7 +34,8 @@ import cloudws_sandbox
 from cloudws_sandbox.daemon import DaemonConfig
 from cloudws_sandbox.procs import MARKER, kill_marked
 
-from .base import BridgeStream, ExecResult, ProgressFn, SandboxBackend, SandboxGone, SandboxSpec
+from . import local_snapshots
+from .base import BridgeStream, ExecResult, ProgressFn, SandboxBackend, SandboxGone, SandboxSpec, SnapshotGone
 from .bubblewrap import IsolationUnavailable, MountPlan, bwrap_argv, check_available
 from .cli import bundled_cli_path
 from .streams import ProcessStream, StreamPair
@@ -60,7 +61,7 @@ SYSTEM_MASKED = ("/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-",
 
 class LocalBackend(SandboxBackend):
     name = "local"
-    supports_snapshot = False
+    supports_snapshot = True  # copies of the work tree and home: see local_snapshots.py
     supports_reattach = True
 
     root_dir = Unicode(help="Directory holding one folder per sandbox (set by the extension from data_dir).").tag(
@@ -109,6 +110,10 @@ class LocalBackend(SandboxBackend):
         if not sandbox_id.startswith("local-") or "/" in sandbox_id or ".." in sandbox_id:
             raise SandboxGone(f"not a local sandbox id: {sandbox_id!r}")
         return Path(self.root_dir) / sandbox_id
+
+    def _snapshots_dir(self) -> Path:
+        """Beside the sandboxes' folders, in the data directory that no sandbox sees."""
+        return Path(self.root_dir).parent / "snapshots"
 
     def _socket_path(self, sandbox_id: str) -> Path:
         path = self._dir(sandbox_id) / "bridge.sock"
@@ -163,11 +168,15 @@ class LocalBackend(SandboxBackend):
         if not cli:
             raise SandboxGone("no Claude Code CLI: install claude-agent-sdk or set LocalBackend.cli_path")
         bwrap = await asyncio.to_thread(self._isolation_command)
+        snapshot = self._restore_source(spec)
         sandbox_id = f"local-{spec.session_id[:8]}-{uuid.uuid4().hex[:8]}"
         host = self._dir(sandbox_id)
         box = host / "box"
-        (box / "home").mkdir(parents=True)
+        box.mkdir(parents=True)
         host.chmod(0o700)
+        if snapshot is not None:
+            await self._restore(snapshot, host, spec)
+        (box / "home").mkdir(exist_ok=True)
         claude_dir = Path(spec.conversation_dir) if spec.conversation_dir else box / "claude"
         claude_dir.mkdir(parents=True, exist_ok=True)
         await asyncio.to_thread(_scrub, claude_dir)
@@ -176,6 +185,8 @@ class LocalBackend(SandboxBackend):
             model=spec.model, cli_path=cli, workdir=str(box / "repo"), secret_names=list(spec.secret_names),
             prebuild=spec.prebuild,
         ).save(box / "config.json")  # fmt: skip
+        # TODO(issue 7): pass restore_kind="snapshot" into DaemonConfig once the runtime has the
+        # field; until then a restored work tree (it has its .git) is simply not cloned again.
         env = _base_env()
         env.update(spec.env)
         env.update(
@@ -219,6 +230,42 @@ class LocalBackend(SandboxBackend):
         self._children[sandbox_id] = proc
         self.log.info("started local sandbox %s (pid %s, isolation %s)", sandbox_id, proc.pid, self.isolation)
         return sandbox_id
+
+    def _restore_source(self, spec: SandboxSpec) -> Path | None:
+        """The snapshot folder ``spec`` starts from, if any; :class:`SnapshotGone` when it is not
+        there (the hub then clones instead), checked before anything of the sandbox is made."""
+        if spec.restore_from is None:
+            return None
+        if spec.restore_kind != "snapshot":
+            raise SnapshotGone(f"the local backend has no {spec.restore_kind} images")
+        path = local_snapshots.snapshot_path(self._snapshots_dir(), spec.restore_from)
+        if not path.is_dir():
+            raise SnapshotGone(f"snapshot {spec.restore_from} is gone")
+        return path
+
+    async def _restore(self, snapshot: Path, host: Path, spec: SandboxSpec) -> None:
+        """Copy the snapshot into the new box before its daemon starts. The conversation comes
+        from the session's conversation directory when there is one (bound in as it is)."""
+        parts = tuple(p for p in local_snapshots.SNAPSHOT_PARTS if p != "claude" or not spec.conversation_dir)
+        try:
+            await asyncio.to_thread(local_snapshots.restore, snapshot, host / "box", parts)
+        except (OSError, SnapshotGone) as exc:
+            await asyncio.to_thread(shutil.rmtree, host, True)
+            raise SnapshotGone(f"could not restore snapshot {snapshot.name}: {exc}") from exc
+
+    async def snapshot(self, sandbox_id: str) -> str:
+        """Copy the sandbox's work tree, home and (without a data directory) conversation."""
+        box = self._dir(sandbox_id) / "box"
+        if not box.is_dir():
+            raise SandboxGone(f"sandbox {sandbox_id} is gone")
+        snapshot_id = local_snapshots.new_snapshot_id()
+        target = local_snapshots.snapshot_path(self._snapshots_dir(), snapshot_id)
+        await asyncio.to_thread(local_snapshots.take, box, target)
+        return snapshot_id
+
+    async def delete_snapshot(self, snapshot_id: str) -> None:
+        path = local_snapshots.snapshot_path(self._snapshots_dir(), snapshot_id)
+        await asyncio.to_thread(local_snapshots.delete, path)
 
     def _pid(self, sandbox_id: str) -> int | None:
         return _read_int(self._dir(sandbox_id) / "daemon.pid")
