@@ -183,10 +183,8 @@ class LocalBackend(SandboxBackend):
         DaemonConfig(
             session_id=spec.session_id, repo=spec.repo, base_branch=spec.base_branch, branch=spec.branch,
             model=spec.model, cli_path=cli, workdir=str(box / "repo"), secret_names=list(spec.secret_names),
-            prebuild=spec.prebuild,
+            prebuild=spec.prebuild, restore_kind=spec.restore_kind if snapshot is not None else "",
         ).save(box / "config.json")  # fmt: skip
-        # TODO(issue 7): pass restore_kind="snapshot" into DaemonConfig once the runtime has the
-        # field; until then a restored work tree (it has its .git) is simply not cloned again.
         env = _base_env()
         env.update(spec.env)
         env.update(
@@ -232,12 +230,13 @@ class LocalBackend(SandboxBackend):
         return sandbox_id
 
     def _restore_source(self, spec: SandboxSpec) -> Path | None:
-        """The snapshot folder ``spec`` starts from, if any; :class:`SnapshotGone` when it is not
-        there (the hub then clones instead), checked before anything of the sandbox is made."""
+        """The snapshot folder ``spec`` starts from, if any (a session's snapshot or a prebuilt
+        repository image: both are snapshots here); :class:`SnapshotGone` when it is not there
+        (the hub then clones instead), checked before anything of the sandbox is made."""
         if spec.restore_from is None:
             return None
-        if spec.restore_kind != "snapshot":
-            raise SnapshotGone(f"the local backend has no {spec.restore_kind} images")
+        if spec.restore_kind not in ("snapshot", "prebuild"):
+            raise SnapshotGone(f"cannot start from a {spec.restore_kind!r} image")
         path = local_snapshots.snapshot_path(self._snapshots_dir(), spec.restore_from)
         if not path.is_dir():
             raise SnapshotGone(f"snapshot {spec.restore_from} is gone")
@@ -245,8 +244,10 @@ class LocalBackend(SandboxBackend):
 
     async def _restore(self, snapshot: Path, host: Path, spec: SandboxSpec) -> None:
         """Copy the snapshot into the new box before its daemon starts. The conversation comes
-        from the session's conversation directory when there is one (bound in as it is)."""
-        parts = tuple(p for p in local_snapshots.SNAPSHOT_PARTS if p != "claude" or not spec.conversation_dir)
+        from the session's conversation directory when there is one (bound in as it is), and
+        never from a repository image."""
+        keep_claude = spec.restore_kind == "snapshot" and not spec.conversation_dir
+        parts = tuple(p for p in local_snapshots.SNAPSHOT_PARTS if p != "claude" or keep_claude)
         try:
             await asyncio.to_thread(local_snapshots.restore, snapshot, host / "box", parts)
         except (OSError, SnapshotGone) as exc:

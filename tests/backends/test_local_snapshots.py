@@ -3,6 +3,7 @@ out of the sandbox, and that a new sandbox starts from it (or says it is gone)."
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -30,6 +31,8 @@ def sandbox_left_by_an_agent(tmp_path: Path, backend: LocalBackend) -> tuple[str
     git("init", "--quiet", "--initial-branch=cloudws/x", str(repo))
     (repo / ".gitignore").write_text("notes.txt\n")
     (repo / "notes.txt").write_text("ignored by git, kept by the snapshot\n")
+    (box / "claude" / "projects").mkdir(parents=True)  # the conversation, with no data dir to keep it
+    (box / "claude" / "projects" / "t.jsonl").write_text("{}\n")
     (box / "home" / ".cache").mkdir(parents=True)
     (box / "home" / ".cache" / "tool.db").write_bytes(b"\0" * 1000)
     (box / "events.jsonl").write_text('{"seq": 1, "type": "planted-marker"}\n')
@@ -48,7 +51,7 @@ async def test_a_snapshot_keeps_the_work_tree_and_home_and_nothing_else(tmp_path
     snapshot_id = await backend.snapshot(sandbox_id)
 
     copy = tmp_path / "data" / "snapshots" / snapshot_id
-    assert sorted(p.name for p in copy.iterdir()) == ["home", "repo"], "no event log, config or socket"
+    assert sorted(p.name for p in copy.iterdir()) == ["claude", "home", "repo"], "no event log, config or socket"
     assert (copy / "repo" / "notes.txt").read_text() == "ignored by git, kept by the snapshot\n"
     assert (copy / "repo" / ".git" / "HEAD").read_text().strip() == "ref: refs/heads/cloudws/x"
     assert (copy / "home" / ".cache" / "tool.db").stat().st_size == 1000
@@ -70,7 +73,7 @@ async def test_a_part_the_agent_swapped_for_a_link_is_not_followed(tmp_path: Pat
     snapshot_id = await backend.snapshot(sandbox_id)
 
     copy = tmp_path / "data" / "snapshots" / snapshot_id
-    assert sorted(p.name for p in copy.iterdir()) == ["repo"]
+    assert sorted(p.name for p in copy.iterdir()) == ["claude", "repo"]
     assert not list(copy.rglob("id_ed25519"))
 
 
@@ -88,19 +91,25 @@ def test_both_copies_keep_links_as_links_and_never_read_a_fifo(tmp_path: Path, u
     assert os.readlink(tmp_path / "copy" / "sub" / "link") == "/etc/passwd"
 
 
-async def test_a_new_sandbox_starts_with_the_snapshot_in_place(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("kind", "conversation_kept"),
+    [("snapshot", True), ("prebuild", False)],  # a repository image never carries a conversation
+)
+async def test_a_new_sandbox_starts_with_the_snapshot_in_place(tmp_path: Path, kind: str,
+                                                               conversation_kept: bool) -> None:  # fmt: skip
     backend = backend_for(tmp_path)
     sandbox_id, _ = sandbox_left_by_an_agent(tmp_path, backend)
     snapshot_id = await backend.snapshot(sandbox_id)
-    conversation = tmp_path / "conversation"
     spec = SandboxSpec(session_id=SID, repo=str(tmp_path / "missing.git"), base_branch="main", branch="cloudws/x",
-                       conversation_dir=str(conversation), restore_from=snapshot_id)  # fmt: skip
+                       restore_from=snapshot_id, restore_kind=kind)  # fmt: skip
 
     restored_id = await backend.create(spec)
     try:
         box = tmp_path / "data" / "sandboxes" / restored_id / "box"
         assert (box / "repo" / "notes.txt").read_text() == "ignored by git, kept by the snapshot\n"
         assert (box / "home" / ".cache" / "tool.db").exists()
+        assert (box / "claude" / "projects" / "t.jsonl").exists() is conversation_kept
+        assert json.loads((box / "config.json").read_text())["restore_kind"] == kind, "the daemon only fetches"
         log = box / "events.jsonl"
         assert not log.exists() or "planted-marker" not in log.read_text(), "the new sandbox logs afresh"
     finally:
@@ -118,7 +127,8 @@ async def test_a_new_sandbox_starts_with_the_snapshot_in_place(tmp_path: Path) -
         ("../sandboxes", "snapshot", "not a local snapshot id"),
         ("snap-" + "0" * 30 + "/..", "snapshot", "not a local snapshot id"),
         ("im-abc123", "snapshot", "not a local snapshot id"),
-        ("snap-" + "0" * 32, "prebuild", "no prebuild images"),
+        ("snap-" + "0" * 32, "prebuild", "is gone"),
+        ("snap-" + "0" * 32, "nightly", "cannot start from a 'nightly' image"),
     ],
 )
 async def test_a_missing_or_foreign_snapshot_is_gone_and_leaves_nothing(tmp_path: Path, restore_from, kind, why):
