@@ -67,6 +67,22 @@ def idle_server(case: Case) -> Iterator[ServerProcess]:
     server.kill()  # its sandboxes go with the case's cleanup; a graceful stop only costs time
 
 
+@pytest.fixture(scope="session")
+def _restartable(case: Case) -> Iterator[ServerProcess]:
+    server = case.server("restartable")
+    yield server
+    server.kill()
+
+
+@pytest.fixture
+def restartable_server(_restartable: ServerProcess) -> ServerProcess:
+    """A server per backend for the cases that kill and restart it (on the same port), running
+    when the case begins: one start less per case than a server of its own."""
+    if _restartable.proc is None or _restartable.proc.poll() is not None:
+        _restartable.start(port=_restartable.port or None)
+    return _restartable
+
+
 @pytest.fixture
 def hub_of() -> Iterator[Callable[[ServerProcess], Hub]]:
     hubs: list[Hub] = []

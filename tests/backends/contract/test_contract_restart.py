@@ -9,13 +9,16 @@ from contract_helpers import Case, completes, data_dir, sandbox_id_of, status_is
 
 from jupyter_cloudws.backends.base import Liveness
 from jupyter_cloudws.testing.fake_anthropic import latest_human_text, text, tool_use
+from jupyter_cloudws.testing.server import ServerProcess
 
 
-def test_a_server_killed_mid_prompt_reattaches_and_the_prompt_completes_once(case: Case, hub_of) -> None:
+def test_a_server_killed_mid_prompt_reattaches_and_the_prompt_completes_once(
+    case: Case, restartable_server: ServerProcess, hub_of
+) -> None:
     ask = case.phrase("run the slow job")
     command = "echo started > progress.txt && sleep 3 && echo finished >> progress.txt"
     case.fake.on(ask, tool_use("Bash", {"command": command, "timeout": 60000}), text("The slow job is done."))
-    server = case.server(f"restart-{case.name}").start()
+    server = restartable_server
     hub = hub_of(server)
     sid = hub.new_session(case.git.make_remote(f"restart-{case.name}"))
     message_id = hub.prompt(sid, ask)
@@ -40,7 +43,6 @@ def test_a_server_killed_mid_prompt_reattaches_and_the_prompt_completes_once(cas
     # The model was asked once, plus the tool round trip: the prompt was not run again.
     asked = [latest_human_text(r["body"]["messages"]) for r in case.fake.main_requests()]
     assert [k for human, k in asked if ask in human] == [0, 1]
-    server.stop()
 
 
 def forget_sandbox(server_db: str, session_id: str) -> None:
@@ -50,15 +52,18 @@ def forget_sandbox(server_db: str, session_id: str) -> None:
         db.execute("UPDATE sessions SET sandbox_id = NULL, sandbox_status = 'stopped' WHERE id = ?", (session_id,))
 
 
-def test_a_sandbox_no_session_claims_is_ended_when_the_server_starts(case: Case, hub_of) -> None:
+def test_a_sandbox_no_session_claims_is_ended_when_the_server_starts(
+    case: Case, restartable_server: ServerProcess, hub_of
+) -> None:
     ask = case.phrase("say hello")
     case.fake.on(ask, text("Hello!"))
-    server = case.server(f"orphans-{case.name}").start()
+    server = restartable_server
     hub = hub_of(server)
     repo = case.git.make_remote(f"orphans-{case.name}")
     kept, lost = hub.new_session(repo), hub.new_session(repo)
-    for sid in (kept, lost):
-        assert hub.wait_complete(sid, hub.prompt(sid, ask))["success"] is True
+    prompts = {sid: hub.prompt(sid, ask) for sid in (kept, lost)}  # both sandboxes start at once
+    for sid, message_id in prompts.items():
+        assert hub.wait_complete(sid, message_id)["success"] is True
     kept_box, lost_box = sandbox_id_of(server, kept), sandbox_id_of(server, lost)
     assert kept_box and lost_box and kept_box != lost_box
     server.kill()
@@ -74,4 +79,3 @@ def test_a_sandbox_no_session_claims_is_ended_when_the_server_starts(case: Case,
     assert hub.wait_complete(kept, hub.prompt(kept, again))["success"] is True
     assert sandbox_id_of(server, kept) == kept_box and case.liveness(server, kept_box) is Liveness.ALIVE
     assert not [e for e in hub.events(kept) if status_is("failed")(e)]
-    server.stop()
