@@ -30,17 +30,10 @@ def case(
     contract_fake: FakeAnthropic, contract_git: GitHttpServer,
 ) -> Iterator[Case]:  # fmt: skip
     made = make_case(request.param, tmp_path_factory.mktemp(f"contract-{request.param}"), contract_fake, contract_git)
-    # This process asks the backend directly too (liveness): it needs the server's environment.
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in made.env.items():
-            if value is None:
-                patch.delenv(key, raising=False)
-            else:
-                patch.setenv(key, value)
-        try:
-            yield made
-        finally:
-            made.cleanup()
+    try:
+        yield made
+    finally:
+        made.cleanup()
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 from support import kill_sandboxes
 from traitlets.config import Config
 from traitlets.utils.importstring import import_item
@@ -96,8 +97,15 @@ class Case:
         return backend
 
     def liveness(self, server: ServerProcess, sandbox_id: str) -> Liveness:
-        """What the backend itself says of a sandbox (asked from this process, not the hub)."""
-        return asyncio.run(self.backend(server).liveness(sandbox_id))
+        """What the backend itself says of a sandbox (asked from this process, not the hub, in
+        the server's environment: only for the call, so nothing leaks into other tests)."""
+        with pytest.MonkeyPatch.context() as patch:
+            for key, value in server.env.items():
+                if value is None:
+                    patch.delenv(key, raising=False)
+                else:
+                    patch.setenv(key, value)
+            return asyncio.run(self.backend(server).liveness(sandbox_id))
 
     def cleanup(self) -> None:
         for server in self.servers:
