@@ -25,7 +25,7 @@ from .tools import group_words, tool_icon, tool_summary
 
 Item = dict[str, Any]
 MAX_INPUT_CHARS = 20_000
-MAX_STEP_OUTPUT_CHARS = 64_000  # a step's streamed output kept in the widget (its end)
+MAX_STEP_OUTPUT_CHARS = 20_000  # a step's streamed output kept in the widget (its end): the item is resent per batch
 
 
 @dataclass
