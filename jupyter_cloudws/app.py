@@ -100,6 +100,12 @@ class CloudWorkspaces(ExtensionApp):
         "same branch, and the agent resumes the conversation. A sandbox whose server is gone ends "
         "itself this long (plus a minute) after the server left. 0 keeps sandboxes until archived.",
     ).tag(config=True)
+    setup_timeout_s = Float(
+        1800.0,
+        min=1.0,
+        help="The longest a repository's .cloudws/setup.sh may run in a new sandbox (after a clone, or at "
+        "a prebuild) before it is stopped; the session is usable either way.",
+    ).tag(config=True)
     bridge_heartbeat_s = Float(
         5.0,
         help="How often the hub pings each sandbox it is connected to; 0 turns the heartbeat off.",
@@ -207,6 +213,7 @@ class CloudWorkspaces(ExtensionApp):
             replay_limit=self.replay_limit, default_model=self.default_model or None,
             allow_local_repos=allow_local, agent_env=env, secret_names=tuple(self.agent_env),
             attach_timeout_s=self.sandbox_attach_timeout_s, sandbox_idle_timeout_s=self.sandbox_idle_timeout_s,
+            setup_timeout_s=self.setup_timeout_s,
             data_dir=self.data_dir, prebuild_timeout_s=self.prebuild_timeout_s,
             bridge_heartbeat_s=self.bridge_heartbeat_s,
             bridge_heartbeat_timeout_s=self.bridge_heartbeat_timeout_s,

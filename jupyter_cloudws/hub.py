@@ -69,6 +69,7 @@ class HubSettings:
     agent_env: dict[str, str] = field(default_factory=dict, repr=False)
     secret_names: tuple[str, ...] = ()
     sandbox_idle_timeout_s: float = 600.0  # 0: sandboxes stay until archived
+    setup_timeout_s: float = 1800.0  # a repository's .cloudws/setup.sh, at most
     data_dir: str = ""  # holds conversations/<session id>; empty: each sandbox keeps its own
     prebuild_timeout_s: float = 1800.0  # a repository prebuild (clone and setup script) ends after this
 

@@ -229,6 +229,7 @@ class Prebuilds:
             session_id=f"prebuild-{row['id']}", repo=row["repo"], base_branch=row["branch"],
             branch=f"cloudws/prebuild-{row['id'][:8]}", env=self.hub.sandbox_env(),
             secret_names=self.hub.settings.secret_names, prebuild=True,
+            setup_timeout_s=self.hub.settings.setup_timeout_s,
         )  # fmt: skip
         steps.hub_step("start", "running", f"a {backend.name} sandbox")
         try:

@@ -398,6 +398,7 @@ class SessionRunner:
                 branch=session["branch"], model=session["model"], owner=session["owner"], env=self.hub.sandbox_env(),
                 secret_names=self.hub.settings.secret_names, conversation_dir=self.hub.conversation_dir(self.session_id),
                 restore_from=image_id, restore_kind=kind or "snapshot",
+                setup_timeout_s=self.hub.settings.setup_timeout_s,
             )  # fmt: skip
             progress = _ProgressReporter(self)
             progress("start", "running", f"from {kind} {image_id}" if image_id else "")

@@ -109,6 +109,7 @@ class SandboxSpec:
     # script and reports ``ready`` without starting the agent; the hub then snapshots it.
     # Backends pass it on as ``DaemonConfig.prebuild``.
     prebuild: bool = False
+    setup_timeout_s: float = 1800.0  # the repository's .cloudws/setup.sh may run this long
 
 
 @dataclass(frozen=True)

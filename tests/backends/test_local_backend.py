@@ -26,3 +26,17 @@ async def test_a_new_sandbox_keeps_the_transcripts_but_not_what_an_agent_planted
     finally:
         await backend.terminate(sandbox_id)
     assert not (tmp_path / "sandboxes" / sandbox_id).exists(), "terminate deleted the sandbox's folder"
+
+
+async def test_the_setup_script_timeout_reaches_the_daemon(tmp_path: Path):
+    import json
+
+    backend = LocalBackend(root_dir=str(tmp_path / "sandboxes"))
+    spec = SandboxSpec(session_id="s" * 32, repo=str(tmp_path / "missing.git"), base_branch="", branch="cloudws/x",
+                       setup_timeout_s=42.0)  # fmt: skip
+    sandbox_id = await backend.create(spec)
+    try:
+        config = json.loads((tmp_path / "sandboxes" / sandbox_id / "box" / "config.json").read_text())
+        assert config["setup_timeout_s"] == 42.0
+    finally:
+        await backend.terminate(sandbox_id)
