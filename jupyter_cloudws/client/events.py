@@ -61,6 +61,8 @@ def _summary(data: dict[str, Any]) -> str:
         return f" {outcome}"
     if kind == "sandbox_status":
         return f" {data.get('status')}"
+    if kind == "sandbox_progress":
+        return f" {data.get('step')} {data.get('state')} {int(data.get('elapsed_ms') or 0)} ms"
     if kind == "git":
         return f" {str(data.get('sha') or '')[:8]} pushed={data.get('pushed')}"
     if kind == "error":

@@ -360,3 +360,12 @@ def test_close_ends_the_stream_thread(server: ServerProcess, repo: Path) -> None
     assert stream_threads() == before
     with pytest.raises(RuntimeError, match="closed"):
         session.prompt("too late")
+
+
+def test_a_start_up_step_reads_at_a_glance() -> None:
+    from jupyter_cloudws.client.events import Event
+
+    event = Event.from_dict({"seq": 4, "ts": 1.0, "type": "sandbox_progress", "step": "clone", "state": "done",
+                             "elapsed_ms": 812, "detail": "", "output": ""})  # fmt: skip
+    assert repr(event) == "<Event 4 sandbox_progress clone done 812 ms>"
+    assert (event.step, event.state, event.elapsed_ms) == ("clone", "done", 812)
