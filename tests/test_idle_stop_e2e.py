@@ -111,6 +111,8 @@ async def test_typing_counts_as_activity_and_the_stop_comes_a_whole_timeout_afte
     await api.wait_until_complete(sid, first["message_id"])
     runner = jp_serverapp.web_app.settings["cloudws_hub"].runner(sid)
     assert runner.idle.timeout_s == 600, "the default"
+    # The snapshot taken after the prompt holds the idle timer while it runs: let it finish first.
+    assert await eventually(lambda: not runner.snapshots.busy, 30), "the snapshot after the prompt ended"
     # Time is the test's from here: the runner decides with this clock, its real timer stays far off.
     clock = runner.idle.clock = Clock(runner.idle.last_activity_s)
     sock = await open_socket(sid)
