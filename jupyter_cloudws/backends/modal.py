@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
 import importlib
 import importlib.metadata
 import io
@@ -43,6 +42,12 @@ TAG_HUB = "cloudws-hub"
 MAX_TAG_CHARS = 63  # keep tag values short and plain: they are labels, not data
 CLI_PACKAGE = "claude-agent-sdk"
 LOG_TAIL_LINES = 3
+MAX_CONVERSATION_BYTES = 256 * 1024 * 1024  # a saved conversation, packed; more is refused
+MAX_UNPACKED_BYTES = 1024 * 1024 * 1024  # ...and unpacked (a gzip bomb stops here)
+MAX_UNPACKED_MEMBERS = 100_000
+LOG_TAIL_BYTES = 8192  # what exit_reason keeps of a dead sandbox's log: its end
+MAX_REASON_LINE_CHARS = 300
+TAG_LAUNCH = "cloudws-launch"  # names the daemon's state dir, where its bridge socket lives
 EXIT_LIFETIME = 124  # how Modal reports a sandbox that reached its timeout
 EXIT_TERMINATED = 137  # ...and one that was terminated
 
@@ -118,6 +123,7 @@ class ModalBackend(SandboxBackend):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self._launches: dict[str, str] = {}  # sandbox id -> its daemon's launch id
         self._modal: Any = None
         self._app: Any = None
         self._base_image: Any = None  # built once per server
@@ -221,13 +227,16 @@ class ModalBackend(SandboxBackend):
         )  # fmt: skip
         config_data = dataclasses.asdict(config)
         conversation = await asyncio.to_thread(_pack_conversation, spec.conversation_dir) if not restore == "snapshot" else None
-        command = ["python", "-m", "cloudws_sandbox", "serve", "--state-dir", f"{layout.STATE_PARENT}/{uuid.uuid4().hex[:12]}",
-                   "--socket", layout.SOCKET, "--config-json", json.dumps(config_data)]  # fmt: skip
+        # Each sandbox's daemon gets its own state dir and socket: one from a snapshot is stale.
+        launch = uuid.uuid4().hex[:12]
+        command = ["python", "-m", "cloudws_sandbox", "serve", "--state-dir", f"{layout.STATE_PARENT}/{launch}",
+                   "--socket", layout.socket_path(launch), "--config-json", json.dumps(config_data)]  # fmt: skip
         if conversation:
             command += ["--wait-for", layout.CONVERSATION_READY]
         secrets = [modal.Secret.from_dict(dict(spec.env))] if spec.env else []
-        secrets += [modal.Secret.from_name(name, environment_name=self.environment or None) for name in self.secrets]
-        tags = {TAG_SESSION: tag_value(spec.session_id), TAG_HUB: tag_value(self.hub_instance or "default")}
+        secrets += await self._named_secrets()
+        tags = {TAG_SESSION: tag_value(spec.session_id), TAG_HUB: tag_value(self.hub_instance or "default"),
+                TAG_LAUNCH: launch}  # fmt: skip
         if spec.owner:
             tags[TAG_OWNER] = tag_value(spec.owner)
         try:
@@ -240,9 +249,11 @@ class ModalBackend(SandboxBackend):
                 ),  # fmt: skip
             )
         except modal.exception.NotFoundError as exc:
+            # The app and the named secrets were found just before: what is missing is the image.
             if spec.restore_from:
                 raise SnapshotGone(f"Modal has no image {spec.restore_from} (expired or deleted): {exc}") from None
             raise SandboxGone(f"Modal could not create the sandbox: {exc}") from None
+        self._launches[sb.object_id] = launch
         sandbox_id = sb.object_id
         self._sandboxes[sandbox_id] = sb
         if conversation:
@@ -254,11 +265,37 @@ class ModalBackend(SandboxBackend):
         self.log.info("started Modal sandbox %s for session %s", sandbox_id, spec.session_id)
         return sandbox_id
 
+    async def _named_secrets(self) -> list[Any]:
+        """The configured Modal secrets, looked up now: a missing one is named in the error, and
+        never taken for a missing image at ``Sandbox.create``."""
+        secrets = []
+        for name in self.secrets:
+            secret = self.modal.Secret.from_name(name, environment_name=self.environment or None)
+            try:
+                await self._call(f"finding the secret {name!r}", secret.hydrate.aio())
+            except self.modal.exception.NotFoundError as exc:
+                raise SandboxGone(f"Modal has no secret {name!r} (ModalBackend.secrets): {exc}") from None
+            secrets.append(secret)
+        return secrets
+
+    async def _socket(self, sandbox_id: str, sb: Any) -> str:
+        """The path of the sandbox's bridge socket, from its launch tag."""
+        launch = self._launches.get(sandbox_id)
+        if launch is None:
+            tags = await self._call("reading the sandbox's tags", sb.get_tags.aio())
+            launch = str(tags.get(TAG_LAUNCH) or "")
+            if not launch.isalnum():
+                raise SandboxGone(f"sandbox {sandbox_id} has no {TAG_LAUNCH} tag: not one this hub started")
+            self._launches[sandbox_id] = launch
+        return layout.socket_path(launch)
+
     async def _copy_in(self, sb: Any, archive: bytes) -> None:
         """Unpack the saved conversation into the sandbox, then let its daemon start."""
         script = (f"mkdir -p {layout.CONVERSATION_DIR} && tar -xzf - -C {layout.CONVERSATION_DIR} "
                   f"&& touch {layout.CONVERSATION_READY}")  # fmt: skip
-        proc = await self._call("copying the conversation in", sb.exec.aio("sh", "-c", script, text=False))
+        # The first exec waits for the sandbox to be scheduled: bounded like a start, not an API call.
+        proc = await self._call("copying the conversation in (the sandbox may still be starting)",
+                                sb.exec.aio("sh", "-c", script, text=False), self.connect_timeout_s)  # fmt: skip
         for start in range(0, len(archive), STDIN_CHUNK_BYTES):
             proc.stdin.write(archive[start : start + STDIN_CHUNK_BYTES])
             await self._call("copying the conversation in", proc.stdin.drain.aio())
@@ -288,20 +325,23 @@ class ModalBackend(SandboxBackend):
             sb = await self._sandbox(sandbox_id)
         except self.modal.exception.NotFoundError:
             raise SandboxGone(f"Modal has no sandbox {sandbox_id}") from None
+        socket = await self._socket(sandbox_id, sb)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.connect_timeout_s
         while True:  # a new sandbox's daemon needs a moment (and maybe a copied-in conversation)
             if await self._call("polling the sandbox", sb.poll.aio()) is not None:
                 raise SandboxGone(await self.exit_reason(sandbox_id))
-            probe = await self._call("checking the bridge socket", sb.exec.aio("test", "-S", layout.SOCKET))
+            # The first exec waits for the sandbox to be scheduled: bounded like a start.
+            probe = await self._call("checking the bridge socket (the sandbox may still be starting)",
+                                     sb.exec.aio("test", "-S", socket), self.connect_timeout_s)  # fmt: skip
             if await self._call("checking the bridge socket", probe.wait.aio()) == 0:
                 break
             if loop.time() > deadline:
                 raise SandboxGone(f"the sandbox daemon did not listen within {self.connect_timeout_s:g} s")
             await asyncio.sleep(0.2)
+        # Bytes, not text lines: modal would hold a line of any length whole, and decode strictly.
         proc = await self._call(
-            "opening the bridge",
-            sb.exec.aio("python", "-m", "cloudws_sandbox", "attach", "--socket", layout.SOCKET, text=True, bufsize=1),
+            "opening the bridge", sb.exec.aio("python", "-m", "cloudws_sandbox", "attach", "--socket", socket, text=False)
         )
         return ExecStream(proc, self)
 
@@ -327,7 +367,7 @@ class ModalBackend(SandboxBackend):
         try:
             sb = await self._sandbox(sandbox_id)
             code = await self._call("polling the sandbox", sb.poll.aio())
-            tail = _text(await self._call("reading the sandbox's log", sb.stderr.read.aio())).strip().splitlines()
+            tail = (await self._call("reading the sandbox's log", _tail(sb.stderr, LOG_TAIL_BYTES))).strip().splitlines()
         except (SandboxGone, self.modal.exception.NotFoundError) as exc:
             return f"the Modal sandbox ended ({exc})"
         reason = "the Modal sandbox ended" + (f" with code {code}" if code is not None else "")
@@ -335,22 +375,25 @@ class ModalBackend(SandboxBackend):
             reason += f" (it reached its lifetime, ModalBackend.timeout_s = {self.timeout_s} s)"
         elif code == EXIT_TERMINATED:
             reason += " (it was terminated)"
-        tail = tail[-LOG_TAIL_LINES:]
+        tail = [line[:MAX_REASON_LINE_CHARS] for line in tail[-LOG_TAIL_LINES:]]
         return reason + (": " + " | ".join(tail) if tail else "")
 
     async def snapshot(self, sandbox_id: str) -> str:
         sb = await self._sandbox(sandbox_id)
-        image = await self._call("snapshotting the sandbox", sb.snapshot_filesystem.aio(), self.snapshot_timeout_s)
+        image = await self._call("snapshotting the sandbox", sb.snapshot_filesystem.aio(timeout=int(self.snapshot_timeout_s)),
+                                 self.snapshot_timeout_s + self.api_timeout_s)  # fmt: skip
         return str(image.object_id)
 
     async def save_conversation(self, sandbox_id: str, conversation_dir: str) -> None:
         """Copy the agent's conversation out, so a sandbox started without a snapshot resumes it."""
         sb = await self._sandbox(sandbox_id)
-        proc = await self._call("copying the conversation out",
-                                sb.exec.aio("tar", "-czf", "-", "-C", layout.CONVERSATION_DIR, ".", text=False))  # fmt: skip
-        archive = await self._call("copying the conversation out", proc.stdout.read.aio(), self.snapshot_timeout_s)
+        # The agent may have made the directory a link (to / say): tar must not follow it.
+        script = f"test -d {layout.CONVERSATION_DIR} && test ! -L {layout.CONVERSATION_DIR} && tar -czf - -C {layout.CONVERSATION_DIR} ."
+        proc = await self._call("copying the conversation out", sb.exec.aio("sh", "-c", script, text=False))
+        archive = await self._call("copying the conversation out", _read_capped(proc.stdout, MAX_CONVERSATION_BYTES),
+                                   self.snapshot_timeout_s)  # fmt: skip
         if await self._call("copying the conversation out", proc.wait.aio()) != 0:
-            raise SandboxGone("could not read the conversation out of the sandbox")
+            raise SandboxGone("could not read the conversation out of the sandbox (missing, a link, or unreadable)")
         await asyncio.to_thread(_unpack_conversation, archive, conversation_dir)
 
     async def orphans(self, claimed: set[str]) -> list[str]:
@@ -371,48 +414,110 @@ class ModalBackend(SandboxBackend):
 
 
 class ExecStream:
-    """The bridge over an exec'd ``attach`` process: its stdout in line mode, its stdin drained
-    after each write (Modal only sends stdin on a drain)."""
+    """The bridge over an exec'd ``attach`` process: its stdout cut into lines here (each bounded),
+    its stdin drained after each write (Modal only sends stdin on a drain). Writes are serialized:
+    Modal's stdin writer keeps one buffer and offset, which two overlapping drains would corrupt."""
 
     def __init__(self, proc: Any, backend: ModalBackend) -> None:
         self.proc = proc
         self.backend = backend
-        self._lines = proc.stdout.__aiter__()
+        self._chunks = proc.stdout.__aiter__()
+        self._buffer = bytearray()
+        self._eof = False
         self._closed = False
+        self._write_lock = asyncio.Lock()
 
-    async def readline(self) -> bytes:
+    async def _more(self) -> bool:
+        """Read one more chunk into the buffer; False at the end of the stream."""
+        if self._eof:
+            return False
         try:
-            line = await self._lines.__anext__()
+            chunk = await self._chunks.__anext__()
         except StopAsyncIteration:
-            return b""
+            self._eof = True
+            return False
         except Exception as exc:  # a dropped exec: the runner reattaches
             raise ConnectionError(f"the Modal exec stream broke: {exc}") from exc
-        data = line.encode() if isinstance(line, str) else bytes(line)
-        if len(data) > BRIDGE_MAX_LINE_BYTES:
-            raise LineTooLong(len(data), BRIDGE_MAX_LINE_BYTES)
-        return data
+        self._buffer += chunk.encode() if isinstance(chunk, str) else chunk
+        return True
+
+    async def readline(self) -> bytes:
+        while True:
+            end = self._buffer.find(b"\n")
+            if end >= 0:
+                line = bytes(self._buffer[: end + 1])
+                del self._buffer[: end + 1]
+                if len(line) > BRIDGE_MAX_LINE_BYTES:
+                    raise LineTooLong(len(line), BRIDGE_MAX_LINE_BYTES)
+                return line
+            if len(self._buffer) > BRIDGE_MAX_LINE_BYTES:
+                return await self._drop_line()
+            if not await self._more():
+                line, self._buffer = bytes(self._buffer), bytearray()
+                return line
+
+    async def _drop_line(self) -> bytes:
+        """Read past an overlong line without holding it, then say so."""
+        dropped = 0
+        while True:
+            end = self._buffer.find(b"\n")
+            if end >= 0:
+                dropped += end + 1
+                del self._buffer[: end + 1]
+                raise LineTooLong(dropped, BRIDGE_MAX_LINE_BYTES)
+            dropped += len(self._buffer)
+            self._buffer.clear()
+            if not await self._more():
+                raise LineTooLong(dropped, BRIDGE_MAX_LINE_BYTES)
 
     async def write(self, data: bytes) -> None:
-        if self._closed:
-            raise ConnectionError("the bridge is closed")
-        try:
-            for start in range(0, len(data), STDIN_CHUNK_BYTES):
-                self.proc.stdin.write(data[start : start + STDIN_CHUNK_BYTES])
-                await self.backend._call("writing to the bridge", self.proc.stdin.drain.aio())
-        except SandboxGone as exc:
-            raise ConnectionError(str(exc)) from None
-        except (ValueError, BufferError) as exc:
-            raise ConnectionError(f"the bridge's stdin is closed: {exc}") from None
+        async with self._write_lock:
+            if self._closed:
+                raise ConnectionError("the bridge is closed")
+            try:
+                for start in range(0, len(data), STDIN_CHUNK_BYTES):
+                    self.proc.stdin.write(data[start : start + STDIN_CHUNK_BYTES])
+                    await self.backend._call("writing to the bridge", self.proc.stdin.drain.aio())
+            except (SandboxGone, ValueError, BufferError) as exc:
+                raise ConnectionError(f"the bridge's stdin is closed: {exc}") from None
+            except self.backend.modal.exception.Error as exc:  # e.g. NotFoundError: the sandbox is gone
+                raise ConnectionError(f"the bridge broke: {exc}") from None
 
     async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        try:  # attach ends when its input ends, and the daemon lets the connection go
-            self.proc.stdin.write_eof()
-            await self.backend._call("closing the bridge", self.proc.stdin.drain.aio(), 5.0)
-        except Exception:
-            pass
+        async with self._write_lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:  # attach ends when its input ends, and the daemon lets the connection go
+                self.proc.stdin.write_eof()
+                await self.backend._call("closing the bridge", self.proc.stdin.drain.aio(), 5.0)
+            except Exception:
+                pass
+        closer = getattr(self._chunks, "aclose", None)
+        if closer is not None:
+            try:
+                await asyncio.wait_for(closer(), 5.0)
+            except Exception:
+                pass
+
+
+async def _read_capped(stream: Any, max_bytes: int) -> bytes:
+    """All of a byte stream, refused past ``max_bytes``."""
+    data = bytearray()
+    async for chunk in stream:
+        data += chunk.encode() if isinstance(chunk, str) else chunk
+        if len(data) > max_bytes:
+            raise SandboxGone(f"more than {max_bytes} bytes came out of the sandbox; refused")
+    return bytes(data)
+
+
+async def _tail(stream: Any, keep_bytes: int) -> str:
+    """The end of a stream (a dead sandbox's log), never more than ``keep_bytes`` held."""
+    tail = bytearray()
+    async for chunk in stream:
+        tail += chunk.encode() if isinstance(chunk, str) else chunk
+        del tail[:-keep_bytes]
+    return tail.decode(errors="replace")
 
 
 def _text(data: str | bytes) -> str:
@@ -445,6 +550,8 @@ def _unpack_conversation(archive: bytes, conversation_dir: str) -> None:
     target.mkdir(parents=True, exist_ok=True)
     with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
         members = [m for m in tar.getmembers() if (m.isfile() or m.isdir()) and _inside(m.name)]
+        if len(members) > MAX_UNPACKED_MEMBERS or sum(m.size for m in members) > MAX_UNPACKED_BYTES:
+            raise SandboxGone("the conversation copied out of the sandbox is too large; the last saved one is kept")
         if hasattr(tarfile, "data_filter"):  # Python 3.10.12+: also drops odd modes and owners
             tar.extractall(target, members=members, filter="data")
         else:
@@ -457,6 +564,21 @@ def _inside(name: str) -> bool:
     return not Path(name).is_absolute() and ".." not in parts
 
 
+HUB_ID_FILE = "hub-id"
+
+
 def hub_instance_id(data_dir: str) -> str:
-    """A stable tag value for the hub keeping its data in ``data_dir``."""
-    return "hub-" + hashlib.sha256(os.path.realpath(data_dir).encode()).hexdigest()[:16]
+    """The tag value naming the hub that keeps its data in ``data_dir``: random, made once and kept
+    there. Never derived from the path, which users of one JupyterHub (and one Modal workspace)
+    share: one hub's orphan sweep would end the others' sandboxes."""
+    path = Path(data_dir) / HUB_ID_FILE
+    try:
+        value = path.read_text().strip()
+        if value.startswith("hub-") and value[4:].isalnum():
+            return value
+    except FileNotFoundError:
+        pass
+    value = "hub-" + uuid.uuid4().hex[:20]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(value + "\n")
+    return value

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 import time
 from dataclasses import fields
@@ -48,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.wait_for is not None and not _wait_for(args.wait_for, args.wait_timeout_s):
             print(f"{args.wait_for} did not appear within {args.wait_timeout_s:g} s", file=sys.stderr)
             return 3
+        home = os.environ.get("HOME")
+        if home:  # a remote image names HOME without making it
+            os.makedirs(home, exist_ok=True)
         config = DaemonConfig.load(args.state_dir / "config.json")
         if not config.cli_path:
             config.cli_path = find_cli() or "claude"

@@ -19,8 +19,7 @@ RUNTIME_PARENT = f"{ROOT}/runtime"  # PYTHONPATH: holds the cloudws_sandbox pack
 WORKDIR = f"{ROOT}/repo"  # the session's work tree
 HOME = f"{ROOT}/home"
 CONVERSATION_DIR = f"{ROOT}/claude"  # CLAUDE_CONFIG_DIR: the agent's conversation
-STATE_PARENT = f"{ROOT}/state"  # one state dir (event log, config) per sandbox started
-SOCKET = f"{ROOT}/bridge.sock"  # the daemon's bridge socket; ``attach`` pipes stdio to it
+STATE_PARENT = f"{ROOT}/state"  # one state dir (event log, config, bridge socket) per sandbox started
 CONVERSATION_READY = f"{ROOT}/.conversation-in"  # made once a saved conversation was copied in
 
 IMAGE_ENV = {
@@ -32,6 +31,12 @@ IMAGE_ENV = {
     "IS_SANDBOX": "1",
     "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
 }
+
+
+def socket_path(launch: str) -> str:
+    """The bridge socket of the daemon started as ``launch`` (``attach`` pipes stdio to it). Per
+    launch: a socket file carried over in a snapshot must never be taken for the new daemon's."""
+    return f"{STATE_PARENT}/{launch}/bridge.sock"
 
 
 def runtime_image(modal: Any, cli_requirement: str, *, base: Any = None) -> Any:

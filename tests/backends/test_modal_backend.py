@@ -3,14 +3,16 @@ it copies out of a sandbox (untrusted bytes)."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import tarfile
 from pathlib import Path
 
 import pytest
 
-from jupyter_cloudws.backends.base import SandboxGone, SandboxSpec
+from jupyter_cloudws.backends.base import SandboxGone, SandboxSpec, SnapshotGone
 from jupyter_cloudws.backends.modal import (
+    ExecStream,
     ModalBackend,
     _pack_conversation,
     _unpack_conversation,
@@ -74,6 +76,16 @@ def test_each_data_dir_gets_its_own_stable_hub_tag(tmp_path: Path) -> None:
     assert len(a) <= 63
 
 
+def test_two_hubs_at_the_same_path_on_different_machines_get_different_tags(tmp_path: Path) -> None:
+    """Users of one JupyterHub share a data_dir path (and maybe a Modal workspace): a tag derived
+    from the path would let one user's orphan sweep end another's sandboxes."""
+    import shutil
+
+    first = hub_instance_id(str(tmp_path / "cloudws"))
+    shutil.rmtree(tmp_path / "cloudws")  # the same path, another machine
+    assert hub_instance_id(str(tmp_path / "cloudws")) != first
+
+
 class TestConversationCopy:
     def test_a_conversation_goes_out_and_back_without_planted_settings(self, tmp_path: Path) -> None:
         src = tmp_path / "src"
@@ -106,3 +118,107 @@ class TestConversationCopy:
         _unpack_conversation(buffer.getvalue(), str(dest))
         assert sorted(p.name for p in dest.iterdir()) == ["ok.txt"]
         assert not (tmp_path / "escaped.txt").exists()
+
+
+class FakeStdin:
+    """Modal's stdin writer as it behaves: one buffer, sent on drain, cleared only once sent."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+        self.sent: list[bytes] = []
+        self.eof = False
+
+    def write(self, data: bytes) -> None:
+        self.buffer.extend(data)
+
+    def write_eof(self) -> None:
+        self.eof = True
+
+    class _Drain:
+        def __init__(self, stdin: "FakeStdin") -> None:
+            self.stdin = stdin
+
+        async def aio(self) -> None:
+            data = bytes(self.stdin.buffer)
+            await asyncio.sleep(0)  # the RPC: another task runs meanwhile
+            self.stdin.sent.append(data)
+            del self.stdin.buffer[: len(data)]
+
+    @property
+    def drain(self) -> "FakeStdin._Drain":
+        return FakeStdin._Drain(self)
+
+
+class FakeStdout:
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+
+    def __aiter__(self):
+        async def gen():
+            for chunk in self.chunks:
+                yield chunk
+
+        return gen()
+
+
+class FakeProc:
+    def __init__(self, chunks: list[bytes] = ()) -> None:
+        self.stdin = FakeStdin()
+        self.stdout = FakeStdout(list(chunks))
+
+
+def exec_stream(proc: FakeProc) -> "ExecStream":
+    return ExecStream(proc, ModalBackend(modal_module="jupyter_cloudws.testing.fake_modal"))
+
+
+async def test_overlapping_writes_reach_the_sandbox_once_each_in_order() -> None:
+    proc = FakeProc()
+    stream = exec_stream(proc)
+    await asyncio.gather(stream.write(b'{"op":"prompt"}\n'), stream.write(b'{"op":"ping"}\n'))
+    assert b"".join(proc.stdin.sent) == b'{"op":"prompt"}\n{"op":"ping"}\n'
+
+
+async def test_lines_are_cut_from_chunks_and_an_overlong_one_is_skipped_whole() -> None:
+    from cloudws_sandbox.protocol import BRIDGE_MAX_LINE_BYTES
+
+    from jupyter_cloudws.backends.base import LineTooLong
+
+    big = b"x" * (BRIDGE_MAX_LINE_BYTES + 10)
+    proc = FakeProc([b'{"a":', b'1}\n{"b"', b":2}\n" + big[:1000], big[1000:], b"tail\n", b'{"c":3}\n', b"end"])
+    stream = exec_stream(proc)
+    assert await stream.readline() == b'{"a":1}\n'
+    assert await stream.readline() == b'{"b":2}\n'
+    with pytest.raises(LineTooLong):
+        await stream.readline()
+    assert await stream.readline() == b'{"c":3}\n'
+    assert await stream.readline() == b"end"
+    assert await stream.readline() == b""
+
+
+def test_an_archive_with_too_many_members_is_refused_and_the_saved_one_kept(tmp_path: Path, monkeypatch) -> None:
+    from jupyter_cloudws.backends import modal as modal_backend
+
+    monkeypatch.setattr(modal_backend, "MAX_UNPACKED_MEMBERS", 3)
+    dest = tmp_path / "conv"
+    dest.mkdir()
+    (dest / "kept.jsonl").write_text("saved\n")
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for i in range(5):
+            info = tarfile.TarInfo(f"f{i}")
+            tar.addfile(info, io.BytesIO(b""))
+    with pytest.raises(SandboxGone, match="too large"):
+        _unpack_conversation(buffer.getvalue(), str(dest))
+    assert sorted(p.name for p in dest.iterdir()) == ["kept.jsonl"]
+
+
+async def test_a_missing_named_secret_is_named_and_never_taken_for_a_gone_snapshot(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("CLOUDWS_FAKE_MODAL_ROOT", str(tmp_path / "fake"))
+    monkeypatch.setenv("MODAL_TOKEN_ID", "ak-1")
+    monkeypatch.setenv("MODAL_TOKEN_SECRET", "as-1")
+    backend = ModalBackend(modal_module="jupyter_cloudws.testing.fake_modal", secrets=["github-tokn"])
+    restoring = SandboxSpec(session_id="s1", repo="https://git.example/r.git", base_branch="main",
+                            branch="cloudws/s1", restore_from="im-0123456789abcdef")  # fmt: skip
+    with pytest.raises(SandboxGone, match="no secret 'github-tokn'") as caught:
+        await backend.create(restoring)
+    assert not isinstance(caught.value, SnapshotGone)

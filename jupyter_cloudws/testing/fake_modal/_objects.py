@@ -113,6 +113,13 @@ class Secret:
         a = bind_plain(modal.Secret.from_name, "Secret.from_name", None, args, kwargs)
         return Secret(name=a["name"], required_keys=a["required_keys"])
 
+    @api(lambda: modal.Secret.hydrate)
+    async def hydrate(self, a: dict[str, Any]) -> Secret:
+        """Look the secret up now (a named one fails here when it does not exist)."""
+        await _state.network_call()
+        self._resolve()
+        return self
+
     def _resolve(self) -> dict[str, str]:
         """The secret's variables; a named secret is looked up now, as Modal does when it is used."""
         if self._values is not None:
