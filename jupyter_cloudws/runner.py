@@ -210,12 +210,13 @@ class SessionRunner:
             try:
                 await self._ensure_bridge(for_work=True)
             except SpawnFailed as exc:
-                error = f"no sandbox: {exc}"
+                error = self.hub.redactor.text(f"no sandbox: {exc}")
                 break
             except SandboxUnknown:
                 error = UNKNOWN_GIVE_UP
             except (SandboxGone, BridgeClosed, OSError) as exc:
-                error = f"no sandbox: {exc}"  # the link broke or the sandbox went: try again
+                # The link broke or the sandbox went: try again. The reason may quote its log.
+                error = self.hub.redactor.text(f"no sandbox: {exc}")
             except Exception as exc:  # a bug must neither leave it waiting nor lose it
                 log.exception("delivering prompt %s of session %s failed in the hub", message_id, self.session_id)
                 error = f"hub error: {exc}"
@@ -416,7 +417,7 @@ class SessionRunner:
                 continue
             except Exception as exc:
                 progress("start", "failed", str(exc))
-                self.append(SandboxStatusEvent("failed", f"could not start a sandbox: {exc}"))
+                self.append(SandboxStatusEvent("failed", self.hub.redactor.text(f"could not start a sandbox: {exc}")))
                 self._set_session(sandbox_status="failed")
                 raise SpawnFailed(str(exc)) from exc
             progress("start", "done", sandbox_id)

@@ -128,6 +128,10 @@ class ModalBackend(SandboxBackend):
         self._app: Any = None
         self._base_image: Any = None  # built once per server
         self._sandboxes: dict[str, Any] = {}
+        try:  # now, at server start: importing modal takes most of a second, too long in the event loop
+            self._modal = importlib.import_module(self.modal_module)
+        except ImportError:
+            pass  # said when a sandbox is wanted, so the server still starts
 
     @property
     def isolation_label(self) -> str:
