@@ -6,17 +6,20 @@ from __future__ import annotations
 from contract_helpers import IDLE_TIMEOUT_S, Case, sandbox_id_of, status_is, wait_until
 
 from jupyter_cloudws.backends.base import Liveness
-from jupyter_cloudws.testing.fake_anthropic import text
+from jupyter_cloudws.testing.fake_anthropic import text, tool_use
 
 
 def test_an_idle_sandbox_ends_and_the_backend_says_it_is_dead(case: Case, idle_server, hub_of) -> None:
-    ask = case.phrase("say hi")
-    case.fake.on(ask, text("Hi!"))
+    ask = case.phrase("rest a little")
+    # A running prompt is never idle: while the command runs, the sandbox is there to be seen.
+    case.fake.on(ask, tool_use("Bash", {"command": "echo resting && sleep 2 && echo rested"}), text("Rested."))
     hub = hub_of(idle_server)
     sid = hub.new_session(case.git.make_remote(f"idle-{case.name}"))
-    assert hub.wait_complete(sid, hub.prompt(sid, ask))["success"] is True
+    message_id = hub.prompt(sid, ask)
+    hub.wait_for(sid, lambda e: e["type"] == "tool_call" and e["status"] == "running")
     sandbox_id = sandbox_id_of(idle_server, sid)
     assert sandbox_id and case.liveness(idle_server, sandbox_id) is Liveness.ALIVE
+    assert hub.wait_complete(sid, message_id)["success"] is True
 
     events = hub.wait_for(sid, status_is("stopped"), timeout_s=IDLE_TIMEOUT_S + 30)
     stopped = next(e for e in events if status_is("stopped")(e))
