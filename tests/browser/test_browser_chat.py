@@ -154,6 +154,10 @@ def test_sessions_from_the_picker_and_form_and_the_side_panel(lab, lab_page, rep
     expect(chip).to_be_visible()
     chip.click()
     assert chat.locator(".cw-repo").input_value() == str(repo)
+    # Choosing it warmed it: the server builds the repository's image while the form is filled in.
+    with lab.client() as client:
+        wait_until(lambda: [b for b in client.get("/prebuilds").json()["prebuilds"] if b["repo"] == str(repo)], 30,
+                   "a prebuild of the chosen repository")  # fmt: skip
     chat.locator(".cw-new-title").fill("From the form")
     chat.locator(".cw-model").select_option(label="Haiku")
     shot("new-session-form")
