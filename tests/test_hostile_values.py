@@ -26,6 +26,7 @@ def hub(jp_serverapp: Any) -> Any:
 
 async def nothing_created(api: Any, hub: Any) -> None:
     assert (await api.get("sessions", archived="all")) == (200, {"sessions": []})
+    assert (await api.get("prebuilds")) == (200, {"prebuilds": []})
     sandboxes = Path(hub.backend.root_dir)
     assert not sandboxes.exists() or not any(sandboxes.iterdir()), "a sandbox was started"
 
@@ -57,6 +58,8 @@ async def test_a_repo_that_git_could_read_as_an_option_is_refused(api, hub, make
     repo = repo.format(marker=marker, tmp=tmp_path, good=make_repo())
     message = refusal(await api.post("sessions", {"repo": repo}), "bad_repo")
     assert "git URL" in message and "absolute path" in message, "the refusal says what is allowed"
+    for route in ("prebuilds", "warm"):  # a repository image's repo is checked as a session's
+        assert refusal(await api.post(route, {"repo": repo}), "bad_repo") == message
     await nothing_created(api, hub)
     assert not marker.exists(), "an injected command ran"
 
@@ -80,8 +83,12 @@ async def test_a_base_branch_git_accepts_is_kept(api, make_repo, base_branch):
 @pytest.mark.parametrize("base_branch", ["-x", "--orphan=x", "--upload-pack=touch /tmp/pwned", "HEAD", "a..b",
                                          "a b", "main\n", "@{-1}", "x.lock", "a:b", "a/", "a//b", ".hidden"])  # fmt: skip
 async def test_a_base_branch_git_would_refuse_is_a_400_that_says_why(api, hub, make_repo, base_branch):
-    message = refusal(await api.post("sessions", {"repo": str(make_repo()), "base_branch": base_branch}), "bad_branch")
+    repo = str(make_repo())
+    message = refusal(await api.post("sessions", {"repo": repo, "base_branch": base_branch}), "bad_branch")
     assert "git check-ref-format --branch" in message and "empty" in message
+    for route in ("prebuilds", "warm"):
+        message = refusal(await api.post(route, {"repo": repo, "branch": base_branch}), "bad_branch")
+        assert "git check-ref-format --branch" in message
     await nothing_created(api, hub)
 
 
@@ -165,6 +172,8 @@ class TestAllowedRoots:
         assert (Path(repo.removeprefix("file://")) / "HEAD").is_file(), "the path does lead to a repository"
         message = refusal(await api.post("sessions", {"repo": repo}), "repo_outside_roots")
         assert str(allowed_root) in message and "local_repo_roots" in message
+        for route in ("prebuilds", "warm"):
+            assert refusal(await api.post(route, {"repo": repo}), "repo_outside_roots") == message
         await nothing_created(api, hub)
 
     async def test_a_symlink_that_stays_inside_the_root_is_followed(self, api, allowed_root):

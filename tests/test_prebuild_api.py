@@ -208,12 +208,12 @@ async def test_warming_a_repository_starts_one_build_and_is_rate_limited(raw, hu
 # -- the command line ------------------------------------------------------------------------
 
 
-async def cli(*args: str) -> asyncio.subprocess.Process:
+async def cli(*args: str, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
     """``jupyter cloudws ARGS`` from this checkout (the installed script may be another's)."""
     path = os.pathsep.join([str(Path(jupyter_cloudws.__file__).parents[1]), str(Path(cloudws_sandbox.__file__).parents[1])])
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "jupyter_cloudws.command", *args, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONPATH": path, "CLOUDWS_URL": "", "CLOUDWS_TOKEN": ""},
+        stderr=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONPATH": path, "CLOUDWS_URL": "", "CLOUDWS_TOKEN": "", **(env or {})},
     )  # fmt: skip
 
 
@@ -256,6 +256,16 @@ async def test_the_cli_reports_a_refusal_and_a_missing_server(raw, hub, server_u
                                              "--token", "wrong"))  # fmt: skip
     assert code == 2 and "the token was rejected" in err, (out, err)
     assert hub.backend.created == []
+
+
+async def test_the_cli_finds_the_server_as_the_client_does(raw, hub, make_repo, server_url):
+    repo = str(make_repo())
+    proc = await cli("prebuild", repo, "--no-wait", env={"CLOUDWS_URL": server_url, "CLOUDWS_TOKEN": raw.token})
+    code, out, err = await outcome(proc)
+    assert code == 0, (out, err)
+    (build,) = hub.store.list_repo_images()
+    assert f"building {repo} at the default branch on {server_url} (prebuild {build['id']})" in out
+    assert (await next_sandbox(hub)).spec.base_branch == ""
 
 
 def test_the_console_script_is_declared() -> None:

@@ -482,3 +482,21 @@ def test_a_database_from_before_snapshots_gains_their_columns_and_keeps_its_sess
     store.update_session("s1", snapshot_id="im-1", snapshot_at=2.0)
     assert store.sandbox_record("s1")["snapshot_id"] == "im-1"
     store.close()
+
+
+def test_repository_images_are_listed_newest_first_and_bad_changes_refused(tmp_path) -> None:
+    store = SessionStore(tmp_path / "images.sqlite")
+    old = store.create_repo_image(repo="/r", branch="main", backend="local", requested_by="ada")
+    new = store.create_repo_image(repo="/r", branch="main", backend="local", requested_by=None)
+    store.update_repo_image(old["id"], status="ready", image_id="snap-1", steps=[{"step": "clone"}])
+    assert [r["id"] for r in store.list_repo_images(repo="/r", branch="main")] == [new["id"], old["id"]]
+    assert store.list_repo_images(status="ready")[0]["steps"] == [{"step": "clone"}]
+    with pytest.raises(ValueError, match="cannot update repo"):
+        store.update_repo_image(old["id"], repo="/elsewhere")
+    with pytest.raises(ValueError, match="unknown image status"):
+        store.update_repo_image(old["id"], status="done")
+    store.delete_repo_image(new["id"])
+    store.close()
+    reopened = SessionStore(tmp_path / "images.sqlite")
+    assert [r["image_id"] for r in reopened.list_repo_images()] == ["snap-1"]
+    reopened.close()
