@@ -29,6 +29,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
@@ -266,7 +267,7 @@ def _make_handler(server: GitHttpServer) -> type[BaseHTTPRequestHandler]:
                 except BrokenPipeError:
                     pass
 
-        def _body_pieces(self) -> Any:
+        def _body_pieces(self) -> Iterator[bytes]:
             if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
                 while True:
                     size_line = self.rfile.readline(1024)
