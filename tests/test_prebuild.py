@@ -295,3 +295,14 @@ class TestKeepFresh:
     async def test_a_backend_without_snapshots_builds_nothing(self, fake_hub, fake_backend, caplog):
         await asyncio.wait_for(fake_hub.prebuilds.keep_fresh([REPO], 0), WAIT_S)
         assert fake_backend.created == [] and "cannot prebuild repositories" in caplog.text
+
+
+async def test_closing_the_hub_mid_build_ends_its_sandbox_and_fails_the_build(memory_store, snapshotting):
+    hub = make_hub(memory_store, snapshotting)
+    row, _ = hub.prebuilds.request(REPO, "main", ADA)
+    sandbox = await snapshotting.wait_for_sandbox(1)
+    await until(lambda: sandbox.attached_streams, WAIT_S)
+    await asyncio.wait_for(hub.close(), WAIT_S)
+    assert snapshotting.terminated == [sandbox.id]
+    done = memory_store.get_repo_image(row["id"])
+    assert (done["status"], done["detail"], done["sandbox_id"]) == ("failed", "the server stopped during the build", None)
