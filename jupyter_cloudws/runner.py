@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .backends.base import SandboxGone, SandboxSpec, SnapshotGone
+from .backends.base import SandboxGone
 from .bridge import BridgeClient, BridgeClosed
 from .lifecycle import (
     MendAction,
@@ -21,15 +21,14 @@ from .lifecycle import (
     reconnect_delay_s,
     sandbox_action,
     session_status,
-    start_points,
 )
 from .snapshots import Snapshotter
+from .spawning import SpawnFailed, start_sandbox
 from cloudws_sandbox.idle import IdleTimer
 from cloudws_sandbox.protocol import (
     ErrorEvent,
     ExecutionComplete,
     ProtocolError,
-    SandboxProgressEvent,
     SandboxStatusEvent,
     bridge_attach,
     bridge_prompt,
@@ -56,31 +55,8 @@ UNKNOWN_GIVE_UP = (
 )
 
 
-class SpawnFailed(SandboxGone):
-    """The backend could not start a sandbox."""
-
-
 class SandboxUnknown(SandboxGone):
     """The backend cannot tell whether the session's sandbox lives: it is left alone."""
-
-
-class _ProgressReporter:
-    """The ``progress`` callback a backend's ``create`` gets: each step it reports becomes a
-    ``sandbox_progress`` event, timed from the moment the step was reported running."""
-
-    def __init__(self, runner: SessionRunner) -> None:
-        self.runner = runner
-        self.started_s: dict[str, float] = {}
-
-    def __call__(self, step: str, state: str, detail: str = "") -> None:
-        now_s = asyncio.get_running_loop().time()
-        if state == "running":
-            self.started_s.setdefault(step, now_s)
-        elapsed_ms = int((now_s - self.started_s.get(step, now_s)) * 1000)
-        try:
-            self.runner.append(SandboxProgressEvent(step, state, elapsed_ms, self.runner.hub.redactor.text(detail)[:500]))
-        except ProtocolError:
-            log.warning("backend reported an unknown progress step %r/%r", step, state)
 
 
 class SessionRunner:
@@ -381,51 +357,16 @@ class SessionRunner:
         await self._send_current_prompt(just_attached=just_attached)
 
     async def _spawn(self) -> str:
-        """Start a sandbox from the best start point there is (the session's snapshot, the
-        repository's prebuilt image, a clone), falling back past images that are gone."""
-        session = self.store.get_session(self.session_id)
         backend = self.hub.backend
         self.append(SandboxStatusEvent("spawning", f"starting a {backend.name} sandbox"))
         self._set_session(sandbox_status="spawning")
-        points = start_points(
-            snapshot_id=self.store.sandbox_record(self.session_id)["snapshot_id"],
-            prebuilt_id=self.hub.prebuilt_image(session["repo"], session["base_branch"]),
-            supports_snapshot=backend.supports_snapshot,
-        )
         self._spawns += 1
-        for image_id, kind in points:
-            spec = SandboxSpec(
-                session_id=self.session_id, repo=session["repo"], base_branch=session["base_branch"],
-                branch=session["branch"], model=session["model"], owner=session["owner"], env=self.hub.sandbox_env(),
-                secret_names=self.hub.settings.secret_names, conversation_dir=self.hub.conversation_dir(self.session_id),
-                restore_from=image_id, restore_kind=kind or "snapshot",
-                setup_timeout_s=self.hub.settings.setup_timeout_s,
-            )  # fmt: skip
-            progress = _ProgressReporter(self)
-            progress("start", "running", f"from {kind} {image_id}" if image_id else "")
-            try:
-                sandbox_id = await backend.create(spec, progress=progress)
-            except SnapshotGone as exc:
-                progress("start", "failed", str(exc))
-                if kind == "snapshot":
-                    self.store.update_session(self.session_id, snapshot_id=None, snapshot_at=None)
-                elif image_id is not None:
-                    self.hub.prebuilt_image_gone(image_id, str(exc))
-                fallback = "a clone of the branch and the saved conversation" if kind == "snapshot" else "a clone"
-                self.append(ErrorEvent(f"{kind}_unavailable", f"the {kind} {image_id} is gone ({exc}); "
-                                                              f"starting from {fallback} instead"))  # fmt: skip
-                continue
-            except Exception as exc:
-                progress("start", "failed", str(exc))
-                self.append(SandboxStatusEvent("failed", self.hub.redactor.text(f"could not start a sandbox: {exc}")))
-                self._set_session(sandbox_status="failed")
-                raise SpawnFailed(str(exc)) from exc
-            progress("start", "done", sandbox_id)
-            # A new sandbox numbers its events from 1: the cursor restarts with it.
-            self.store.update_session(self.session_id, backend=backend.name, sandbox_id=sandbox_id,
-                                      sandbox_cursor=0)  # fmt: skip
-            return sandbox_id
-        raise AssertionError("start_points always ends with a clone")
+        try:
+            return await start_sandbox(self.hub, self.session_id, self.append)
+        except SpawnFailed as exc:
+            self.append(SandboxStatusEvent("failed", self.hub.redactor.text(f"could not start a sandbox: {exc}")))
+            self._set_session(sandbox_status="failed")
+            raise
 
     async def _attach(self, sandbox_id: str) -> None:
         stream = await self.hub.backend.connect(sandbox_id)
