@@ -141,7 +141,14 @@ async def restore_branch(cwd: str, base_branch: str, branch: str) -> str:
         raise GitError(f"{branch!r} is not a branch name: {problem}")
     if await local_branch_exists(cwd, branch):
         if await current_branch(cwd) != branch:
+            # The agent left the branch with edits of its own: keep them in a stash, not in the way.
+            await git("stash", "push", "--include-untracked", "--quiet", "-m", "cloudws: left on another branch",
+                      cwd=cwd, check=False)  # fmt: skip
             await git("checkout", branch, "--", cwd=cwd)
+        if await remote_branch_exists(cwd, branch):
+            # An older image than the last push (its snapshot failed): catch up, or every later
+            # push would be refused. A branch that diverged is kept as it is.
+            await git("merge", "--ff-only", "--quiet", f"refs/remotes/origin/{branch}", cwd=cwd, check=False)
         return branch
     return "origin/" + await prepare_branch(cwd, base_branch, branch)
 

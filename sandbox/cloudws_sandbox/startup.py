@@ -6,6 +6,7 @@ as ``sandbox_progress`` events as it runs.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -79,7 +80,11 @@ async def prepare_work_tree(
                     "instead (and its setup script runs again).")  # fmt: skip
             restore.failed(note)
             append(ErrorEvent("restore_fell_back", note))
+            # What is left there (a work tree whose .git the agent removed) would stop the clone.
+            shutil.rmtree(workdir, ignore_errors=True)
             return await _clone_and_branch(repo, workdir, base_branch, branch, append)
+        # A snapshot taken while git was committing holds its lock; nothing runs git here yet.
+        (Path(workdir) / ".git" / "index.lock").unlink(missing_ok=True)
         restore.done("work tree found")
         step = Step(append, "fetch", "fetching from origin")
         try:

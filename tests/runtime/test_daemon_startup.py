@@ -342,3 +342,50 @@ async def test_a_running_setup_holds_the_daemon_with_no_hub_and_its_end_starts_t
     logged = [json.loads(line) for line in (state / "events.jsonl").read_text().splitlines()]
     assert [e.get("status") for e in logged if e["type"] == "sandbox_status"][-2:] == ["ready", "stopped"]
     assert logged[-1]["detail"].startswith("idle:")
+
+
+async def test_a_snapshot_older_than_the_last_push_catches_up_so_the_next_push_is_accepted(tmp_path: Path) -> None:
+    """The snapshot after the last prompt failed: the image holds the commit before the pushed one."""
+    bare = make_bare_repo(tmp_path)
+    state, config = config_for(tmp_path, bare, restore_kind="snapshot")
+    work = Path(config.workdir)
+    git("clone", "--quiet", str(bare), str(work))
+    git("checkout", "--quiet", "-b", BRANCH, cwd=work)
+    git("push", "--quiet", "origin", f"HEAD:refs/heads/{BRANCH}", cwd=work)
+    ahead = tmp_path / "ahead"  # the lost sandbox's last prompt, pushed
+    git("clone", "--quiet", "--branch", BRANCH, str(bare), str(ahead))
+    (ahead / "last.txt").write_text("the last prompt's work\n")
+    git("add", "--all", cwd=ahead)
+    git("-c", "user.name=A", "-c", "user.email=a@example.test", "commit", "--quiet", "-m", "last", cwd=ahead)
+    git("push", "--quiet", "origin", f"HEAD:refs/heads/{BRANCH}", cwd=ahead)
+    async with started(state, config) as bridge:
+        await bridge.ready()
+    assert git("rev-parse", "HEAD", cwd=work) == git("rev-parse", "HEAD", cwd=ahead)
+    assert (work / "last.txt").exists()
+
+
+async def test_a_snapshot_left_on_another_branch_with_edits_is_put_back_on_the_session_branch(tmp_path: Path) -> None:
+    bare = make_bare_repo(tmp_path)
+    state, config = config_for(tmp_path, bare, restore_kind="snapshot")
+    work = Path(config.workdir)
+    git("clone", "--quiet", str(bare), str(work))
+    git("checkout", "--quiet", "-b", BRANCH, cwd=work)
+    git("checkout", "--quiet", "-b", "agent-experiment", cwd=work)
+    first = next(p for p in work.iterdir() if p.is_file())
+    first.write_text("edited on another branch\n")
+    async with started(state, config) as bridge:
+        await bridge.ready()
+    assert git("branch", "--show-current", cwd=work) == BRANCH
+    assert "cloudws: left on another branch" in git("stash", "list", cwd=work), "the edits are kept in a stash"
+
+
+async def test_a_snapshot_whose_git_dir_the_agent_removed_falls_back_to_a_clone(tmp_path: Path) -> None:
+    bare = make_bare_repo(tmp_path)
+    state, config = config_for(tmp_path, bare, restore_kind="snapshot")
+    work = Path(config.workdir)
+    work.mkdir(parents=True)
+    (work / "leftover.txt").write_text("the agent removed .git but left this\n")
+    async with started(state, config) as bridge:
+        await bridge.ready()
+    assert git("branch", "--show-current", cwd=work) == BRANCH
+    assert ("clone", "done") in steps(bridge)
