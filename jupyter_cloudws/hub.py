@@ -138,9 +138,11 @@ class SessionHub:
             self._runners[session_id] = SessionRunner(self, session_id)
         return self._runners[session_id]
 
-    def sandbox_env(self) -> dict[str, str]:
-        """The environment of a new sandbox: the agent's, and when the runtime ends itself."""
-        env = dict(self.settings.agent_env)
+    def sandbox_env(self, *, secrets: bool = True) -> dict[str, str]:
+        """The environment of a new sandbox: the agent's, and when the runtime ends itself.
+        Without ``secrets`` (a prebuild, whose disk becomes an image every session starts from),
+        the agent's secret variables are left out: a setup script could write them to disk."""
+        env = {k: v for k, v in self.settings.agent_env.items() if secrets or k not in self.settings.secret_names}
         if self.settings.sandbox_idle_timeout_s > 0:
             env[IDLE_TIMEOUT_ENV] = f"{self.settings.sandbox_idle_timeout_s + RUNTIME_IDLE_GRACE_S:g}"
         return env

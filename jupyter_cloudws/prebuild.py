@@ -227,7 +227,7 @@ class Prebuilds:
             await asyncio.wait({sweep})
         spec = SandboxSpec(
             session_id=f"prebuild-{row['id']}", repo=row["repo"], base_branch=row["branch"],
-            branch=f"cloudws/prebuild-{row['id'][:8]}", env=self.hub.sandbox_env(),
+            branch=f"cloudws/prebuild-{row['id'][:8]}", env=self.hub.sandbox_env(secrets=False),
             secret_names=self.hub.settings.secret_names, prebuild=True,
             setup_timeout_s=self.hub.settings.setup_timeout_s,
         )  # fmt: skip

@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("jupyter_cloudws.snapshots")
 
-MAX_ERROR_CHARS = 500  # of a backend's error, in the snapshot_failed event
+MAX_ERROR_CHARS = 500
+DRAIN_TIMEOUT_S = 120.0  # the longest an archive waits for a snapshot under way  # of a backend's error, in the snapshot_failed event
 
 
 class Snapshotter:
@@ -110,7 +111,9 @@ class Snapshotter:
         self._wanted = False
         task = self._task
         if task is not None:
-            await asyncio.wait([task])
+            # Bounded: a huge or stuck copy must not hold an archive for ever; ending the
+            # sandbox then makes the snapshot fail, which is only a note.
+            await asyncio.wait([task], timeout=DRAIN_TIMEOUT_S)
 
     async def discard(self) -> None:
         """Forget and delete the session's snapshot (an archived session keeps none)."""

@@ -76,7 +76,8 @@ async def start_sandbox(hub: SessionHub, session_id: str, append: Append) -> str
             sandbox_id = await backend.create(session_spec(hub, session, image_id, kind), progress=progress)
         except SnapshotGone as exc:
             progress("start", "failed", str(exc))
-            if kind == SNAPSHOT:
+            if kind == SNAPSHOT and store.sandbox_record(session_id)["snapshot_id"] == image_id:
+                # Only the one that failed: a newer snapshot stored meanwhile stays.
                 store.update_session(session_id, snapshot_id=None, snapshot_at=None)
             elif image_id is not None:
                 hub.prebuilt_image_gone(image_id, str(exc))

@@ -306,3 +306,17 @@ async def test_closing_the_hub_mid_build_ends_its_sandbox_and_fails_the_build(me
     assert snapshotting.terminated == [sandbox.id]
     done = memory_store.get_repo_image(row["id"])
     assert (done["status"], done["detail"], done["sandbox_id"]) == ("failed", "the server stopped during the build", None)
+
+
+async def test_a_prebuild_sandbox_never_gets_the_agents_secrets(memory_store, snapshotting):
+    """Its disk becomes an image every session starts from: a setup script that wrote the
+    environment down would bake the key into it."""
+    hub = make_hub(memory_store, snapshotting, agent_env={"ANTHROPIC_API_KEY": "sk-ant-secret", "TZ": "UTC"},
+                   secret_names=("ANTHROPIC_API_KEY",))  # fmt: skip
+    try:
+        hub.prebuilds.request(REPO, "main", ADA)
+        sandbox = await snapshotting.wait_for_sandbox(1)
+        assert "ANTHROPIC_API_KEY" not in sandbox.spec.env
+        assert sandbox.spec.env.get("TZ") == "UTC", "what is not secret still goes in"
+    finally:
+        await hub.close()

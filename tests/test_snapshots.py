@@ -203,3 +203,28 @@ async def test_archiving_during_a_snapshot_waits_for_it_then_deletes_it(fake_hub
     await until(lambda: not fake_backend.snapshots and snapshot_of(fake_hub, sid) is None, WAIT_S)
     assert len(fake_backend.deleted_snapshots) == 1
     assert len(fake_backend.snapshot_calls) == 1
+
+
+async def test_a_restore_that_fails_forgets_only_that_snapshot_not_a_newer_one(memory_store, fake_backend):
+    """A snapshot stored while the restore of an older one was failing is kept."""
+    from jupyter_cloudws.backends.base import SnapshotGone
+
+    fake_backend.supports_snapshot = True  # type: ignore[misc]
+    hub = make_hub(memory_store, fake_backend)
+    sid = new_session(hub)
+    memory_store.update_session(sid, snapshot_id="snap-old")
+    original = fake_backend.create
+
+    async def newer_stored_then_gone(spec, progress=None):
+        if spec.restore_from == "snap-old":
+            memory_store.update_session(sid, snapshot_id="snap-new")
+            raise SnapshotGone("snap-old expired")
+        return await original(spec, progress)
+
+    fake_backend.create = newer_stored_then_gone
+    try:
+        send(hub, sid, "go")
+        await fake_backend.wait_for_sandbox(1)
+        assert memory_store.sandbox_record(sid)["snapshot_id"] == "snap-new"
+    finally:
+        await hub.close()

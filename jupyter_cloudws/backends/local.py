@@ -97,6 +97,7 @@ class LocalBackend(SandboxBackend):
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)
         self._children: dict[str, subprocess.Popen[bytes]] = {}
+        self._starting: set[str] = set()  # ids being created: folders made, daemon not yet started
         self._bwrap: str | None = None  # resolved once bubblewrap has been seen to work
 
     @property
@@ -172,6 +173,7 @@ class LocalBackend(SandboxBackend):
         sandbox_id = f"local-{spec.session_id[:8]}-{uuid.uuid4().hex[:8]}"
         host = self._dir(sandbox_id)
         box = host / "box"
+        self._starting.add(sandbox_id)  # from its first folder on: never taken for an orphan
         box.mkdir(parents=True)
         host.chmod(0o700)
         if snapshot is not None:
@@ -227,6 +229,7 @@ class LocalBackend(SandboxBackend):
                 info.close()
         (host / "daemon.pid").write_text(str(proc.pid))
         self._children[sandbox_id] = proc
+        self._starting.discard(sandbox_id)
         self.log.info("started local sandbox %s (pid %s, isolation %s)", sandbox_id, proc.pid, self.isolation)
         return sandbox_id
 
@@ -251,9 +254,12 @@ class LocalBackend(SandboxBackend):
         parts = tuple(p for p in local_snapshots.SNAPSHOT_PARTS if p != "claude" or keep_claude)
         try:
             await asyncio.to_thread(local_snapshots.restore, snapshot, host / "box", parts)
-        except (OSError, SnapshotGone) as exc:
+        except (FileNotFoundError, SnapshotGone) as exc:  # deleted meanwhile: gone for good
             await asyncio.to_thread(shutil.rmtree, host, True)
             raise SnapshotGone(f"could not restore snapshot {snapshot.name}: {exc}") from exc
+        except OSError as exc:  # a full disk, say: the snapshot is still good, keep it
+            await asyncio.to_thread(shutil.rmtree, host, True)
+            raise SandboxGone(f"could not restore snapshot {snapshot.name} (it is kept): {exc}") from exc
 
     async def snapshot(self, sandbox_id: str) -> str:
         """Copy the sandbox's work tree, home and (without a data directory) conversation."""
@@ -375,7 +381,8 @@ class LocalBackend(SandboxBackend):
             names = await asyncio.to_thread(os.listdir, self.root_dir)
         except FileNotFoundError:
             return []
-        return sorted(n for n in names if n.startswith("local-") and n not in claimed and n not in self._children)
+        ours = self._children.keys() | self._starting
+        return sorted(n for n in names if n.startswith("local-") and n not in claimed and n not in ours)
 
     async def exit_reason(self, sandbox_id: str) -> str:
         child = self._children.get(sandbox_id)

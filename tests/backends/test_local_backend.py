@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from jupyter_cloudws.backends.base import SandboxSpec
 from jupyter_cloudws.backends.local import LocalBackend
 
@@ -40,3 +42,29 @@ async def test_the_setup_script_timeout_reaches_the_daemon(tmp_path: Path):
         assert config["setup_timeout_s"] == 42.0
     finally:
         await backend.terminate(sandbox_id)
+
+
+async def test_a_snapshot_that_cannot_be_restored_for_want_of_space_is_kept(tmp_path: Path, monkeypatch):
+    """Only a snapshot that is gone is given up; a full disk is a failed start, and the snapshot
+    (the session's ignored files and dependencies) stays for the next try."""
+    import errno
+
+    from jupyter_cloudws.backends import local_snapshots
+    from jupyter_cloudws.backends.base import SandboxGone, SnapshotGone
+
+    backend = LocalBackend(root_dir=str(tmp_path / "sandboxes"))
+    spec = SandboxSpec(session_id="s" * 32, repo=str(tmp_path / "missing.git"), base_branch="", branch="cloudws/x")
+    first = await backend.create(spec)
+    snapshot_id = await backend.snapshot(first)
+    await backend.terminate(first)
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(local_snapshots, "restore", no_space)
+    restoring = SandboxSpec(session_id="s" * 32, repo=str(tmp_path / "missing.git"), base_branch="",
+                            branch="cloudws/x", restore_from=snapshot_id)  # fmt: skip
+    with pytest.raises(SandboxGone, match="it is kept") as caught:
+        await backend.create(restoring)
+    assert not isinstance(caught.value, SnapshotGone)
+    assert local_snapshots.snapshot_path(backend._snapshots_dir(), snapshot_id).is_dir()
