@@ -88,9 +88,11 @@ def _follow(http: httpx.Client, build_id: str, poll_interval_s: float, out: Text
             print(f"error: {_message(response)}", file=err)
             return EXIT_REFUSED
         build = response.json()
-        for step in build["steps"][shown:]:
-            print(format_step(step), file=out, flush=True)
-        shown = len(build["steps"])
+        # Only the last steps are kept on the server: follow them by number, not by position.
+        for step in build["steps"]:
+            if int(step.get("n", 0)) > shown:
+                print(format_step(step), file=out, flush=True)
+        shown = max([shown, *(int(step.get("n", 0)) for step in build["steps"])])
         if build["status"] == "ready":
             print(f"ready: image {build['image_id']} in {build['duration_s']:.1f} s ({build['detail']})", file=out)
             return EXIT_READY

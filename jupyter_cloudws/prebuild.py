@@ -63,6 +63,8 @@ class _Steps:
         self.build_id = build_id
         self.items: list[dict[str, Any]] = []
         self.started_s: dict[str, float] = {}
+        self.count = 0  # steps reported so far: each item's ``n``, so a follower that was shown
+        # the first N knows which are new once older ones have been dropped
 
     def hub_step(self, step: str, state: str, detail: str = "") -> None:
         """A step the hub or the backend's ``create`` took (the backend's ``progress``)."""
@@ -76,6 +78,8 @@ class _Steps:
     def add(self, event: dict[str, Any]) -> None:
         item = {k: event.get(k, "") for k in ("step", "state", "elapsed_ms", "detail", "output")}
         item["output"] = str(item["output"] or "")[-MAX_OUTPUT_CHARS:]
+        self.count += 1
+        item["n"] = self.count
         self.items = [*self.items, item][-MAX_STEPS:]
         self.prebuilds.store.update_repo_image(self.build_id, steps=self.items)
 

@@ -295,3 +295,28 @@ class TestKeepFresh:
         done = await asyncio.wait_for(hub.prebuilds.wait(build["id"]), WAIT_S)
         assert done["status"] == "ready" and done["requested_by"] is None
         assert "'ext::sh -c evil' refused" in caplog.text
+
+
+def test_the_cli_keeps_printing_steps_once_the_server_keeps_only_the_last_ones() -> None:
+    """The server keeps a build's last 100 steps: a chatty setup script must not freeze the CLI."""
+    import io
+
+    import httpx
+
+    from jupyter_cloudws.command import _follow
+
+    def steps(first: int, last: int) -> list[dict]:
+        return [{"n": n, "step": "setup", "state": "running", "elapsed_ms": n, "detail": "", "output": f"line {n}"}
+                for n in range(first, last + 1)]  # fmt: skip
+
+    polls = iter([
+        {"status": "building", "steps": steps(1, 100)},
+        {"status": "ready", "steps": steps(51, 150), "image_id": "im-1", "duration_s": 1.0, "detail": "ok"},
+    ])  # fmt: skip
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json=next(polls)))
+    out, err = io.StringIO(), io.StringIO()
+    with httpx.Client(transport=transport, base_url="http://127.0.0.1:1/cloudws/api/") as http:
+        assert _follow(http, "b1", 0.0, out, err) == 0
+    printed = out.getvalue()
+    assert "line 100" in printed and "line 150" in printed
+    assert printed.count("line 75") == 1, "a step shown once is not shown again"
