@@ -71,7 +71,7 @@ def test_a_prompt_from_the_widget_fills_its_transcript(client: Client, tmp_path:
     until(lambda: any(i["kind"] == "result" for i in widget.transcript), WAIT_S, "the prompt's result")
 
     kinds = [i["kind"] for i in widget.transcript]
-    assert kinds == ["user", "tool", "tool", "assistant", "git", "result"]
+    assert kinds == ["user", "progress", "tool", "tool", "assistant", "git", "result"]
     tools = [i for i in widget.transcript if i["kind"] == "tool"]
     assert [(t["tool"], t["summary"], t["status"]) for t in tools] == [
         ("Write", "notes.md", "completed"), ("Read", "notes.md", "completed"),
@@ -100,14 +100,14 @@ def test_a_second_display_of_a_session_is_the_same_model_with_the_whole_history(
     session.wait(timeout=WAIT_S)
     first = widget_for(client, session)
     assert widget_for(client, session) is first
-    until(lambda: len(first.transcript) == 6, WAIT_S, "the replayed transcript")
+    until(lambda: len(first.transcript) == 7, WAIT_S, "the replayed transcript")
     # What a reload gets from the kernel (the serialized state), against a transcript folded
     # here from the session's own events: a state that lagged or missed an item would differ.
     expected = Transcript()
     for event in session.events:
         expected.apply(event.data)
     state = json.loads(json.dumps(first.get_state()["transcript"]))
-    assert [i["kind"] for i in state] == ["user", "tool", "tool", "assistant", "git", "result"]
+    assert [i["kind"] for i in state] == ["user", "progress", "tool", "tool", "assistant", "git", "result"]
     assert state == json.loads(json.dumps(expected.items)), "a reload gets every item from the kernel"
 
 
@@ -170,7 +170,7 @@ def test_the_chat_shows_reconnecting_then_catches_up_when_the_server_comes_back(
             until(lambda: widget.connection.get("state") == "connected", WAIT_S, "connected again")
             session.prompt("Please write the notes")
             until(lambda: any(i["kind"] == "result" for i in widget.transcript), WAIT_S, "the prompt's result")
-            assert [i["kind"] for i in widget.transcript] == ["user", "tool", "tool", "assistant", "git", "result"]
+            assert [i["kind"] for i in widget.transcript] == ["user", "progress", "tool", "tool", "assistant", "git", "result"]
 
 
 def test_choosing_a_repository_in_the_form_warms_it_once_and_never_shows_an_error(client: Client, tmp_path: Path,

@@ -112,8 +112,11 @@ async def test_deprecated_forms_warn_as_in_real_modal(fake_root: Path):
     assert image.object_id == snapshot.object_id
 
 
-async def test_a_blocking_call_inside_an_event_loop_fails_the_test(fake_root: Path):
-    # pyproject's filterwarnings makes AsyncUsageWarning an error, as for real modal.
+async def test_a_blocking_call_inside_an_event_loop_fails_the_test(fake_root: Path, monkeypatch):
+    # pyproject's filterwarnings makes AsyncUsageWarning an error, as for real modal. Modal (and
+    # the fake) stay quiet inside an interactive IPython, which earlier tests of the suite start:
+    # this is the server's case, where there is none.
+    monkeypatch.setattr("modal._utils.async_utils.is_interactive_ipython", lambda: False)
     with pytest.raises(AsyncUsageWarning, match="blocking Modal interface"):
         fake_modal.App.lookup("cloudws-test", create_if_missing=True)
     assert not (fake_root / "apps.json").exists(), "the refused call must not have run"
