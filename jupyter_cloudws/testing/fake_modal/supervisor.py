@@ -81,6 +81,13 @@ def check_mount_target(remote_path: str) -> None:
     )
 
 
+def host_python_paths() -> list[str]:
+    """Where the host's Python lives (its prefix, its base installation, its executable)."""
+    paths = {sys.prefix, sys.base_prefix, os.path.dirname(os.path.realpath(sys.executable)),
+             os.path.dirname(sys.executable)}  # fmt: skip
+    return sorted(os.path.realpath(p) for p in paths)
+
+
 def bwrap_argv(fs_dir: str, mounts: list[list[str]], workdir: str, info_fd: int, argv: list[str]) -> list[str]:
     args = [
         "bwrap",
@@ -101,6 +108,11 @@ def bwrap_argv(fs_dir: str, mounts: list[list[str]], workdir: str, info_fd: int,
         elif os.path.isdir(path):
             args += ["--ro-bind", path, path]
     args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    # The host's Python stands in for the image's: a checkout (and its .venv) under /tmp would be
+    # hidden by the fresh /tmp, so bind it back.
+    for path in host_python_paths():
+        if path == "/tmp" or path.startswith("/tmp/"):
+            args += ["--ro-bind", path, path]
     for writable in WRITABLE_PATHS:
         args += ["--bind", os.path.join(fs_dir, writable.strip("/")), writable]
     for host_path, remote_path in mounts:
