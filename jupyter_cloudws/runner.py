@@ -84,6 +84,7 @@ class SessionRunner:
         self._bad_window_start_s = float("-inf")  # when the current bad-frame window began
         self._bad_in_window = 0  # bad-frame notes recorded in it
         self.snapshots = Snapshotter(self)  # after each prompt, when the backend can
+        self._from_snapshot: tuple[str, str] | None = None  # (sandbox id, snapshot) it started from
 
     # -- fan-out ----------------------------------------------------------------------------
 
@@ -362,7 +363,9 @@ class SessionRunner:
         self._set_session(sandbox_status="spawning")
         self._spawns += 1
         try:
-            return await start_sandbox(self.hub, self.session_id, self.append)
+            sandbox_id, snapshot_id = await start_sandbox(self.hub, self.session_id, self.append)
+            self._from_snapshot = (sandbox_id, snapshot_id) if snapshot_id else None
+            return sandbox_id
         except SpawnFailed as exc:
             self.append(SandboxStatusEvent("failed", self.hub.redactor.text(f"could not start a sandbox: {exc}")))
             self._set_session(sandbox_status="failed")
@@ -493,6 +496,10 @@ class SessionRunner:
     def _on_sandbox_event(self, event: dict[str, Any]) -> None:
         if event["type"] == "sandbox_status":
             self._set_session(sandbox_status=event["status"])
+            started = self._from_snapshot
+            if event["status"] == "failed" and started and started[0] == self.store.sandbox_record(self.session_id)["sandbox_id"]:
+                self._from_snapshot = None  # its start-up failed: the snapshot cannot be used
+                self.spawn(self.snapshots.drop_unusable(*started, event.get("detail") or "start-up failed"))
         elif event["type"] == "execution_complete":
             self.snapshots.request()  # first: the idle timer that _prompt_finished touches must wait for it
             self._prompt_finished(event["message_id"])
@@ -566,6 +573,23 @@ class SessionRunner:
         self.append(SandboxStatusEvent("failed", reason))
         self._set_session(sandbox_status="failed")
         self._fail_in_flight(f"the sandbox died: {reason}")
+
+    async def end_sandbox(self, sandbox_id: str, reason: str) -> None:
+        """End a sandbox that cannot serve (a failed restore), failing the prompt it had; queued
+        prompts stay, for a fresh sandbox."""
+        async with self._bridge_lock:
+            if self.store.sandbox_record(self.session_id)["sandbox_id"] != sandbox_id:
+                return
+            self.store.update_session(self.session_id, sandbox_id=None)  # first: no crash report
+            bridge, self.bridge = self.bridge, None
+            if bridge is not None:
+                await bridge.close()
+            try:
+                await self.hub.backend.terminate(sandbox_id)
+            except Exception:
+                log.exception("ending sandbox %s of session %s failed", sandbox_id, self.session_id)
+        self._fail_in_flight(f"the sandbox was ended: {reason}")
+        self.kick()  # a queued prompt gets a fresh sandbox
 
     # -- idle stop --------------------------------------------------------------------------
 

@@ -115,6 +115,20 @@ class Snapshotter:
             # sandbox then makes the snapshot fail, which is only a note.
             await asyncio.wait([task], timeout=DRAIN_TIMEOUT_S)
 
+    async def drop_unusable(self, sandbox_id: str, snapshot_id: str, detail: str) -> None:
+        """A sandbox started from ``snapshot_id`` failed to start up (its work tree could not be
+        restored): forget and delete the snapshot, and end that sandbox, so that the session's
+        next prompt starts from a clone and the saved conversation instead of failing again."""
+        runner = self.runner
+        store, sid = runner.store, runner.session_id
+        if store.sandbox_record(sid)["snapshot_id"] == snapshot_id:
+            store.update_session(sid, snapshot_id=None, snapshot_at=None)
+            await self._delete(snapshot_id)
+        runner.append(ErrorEvent("snapshot_unusable", runner.hub.redactor.text(
+            f"the sandbox could not start from snapshot {snapshot_id} ({detail[:MAX_ERROR_CHARS]}); it is "
+            "dropped, and the next prompt starts from a clone of the branch and the saved conversation")))  # fmt: skip
+        await runner.end_sandbox(sandbox_id, f"it could not start from its snapshot: {detail[:MAX_ERROR_CHARS]}")
+
     async def discard(self) -> None:
         """Forget and delete the session's snapshot (an archived session keeps none)."""
         store, sid = self.runner.store, self.runner.session_id

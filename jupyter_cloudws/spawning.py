@@ -60,8 +60,9 @@ def session_spec(hub: SessionHub, session: dict[str, Any], image_id: str | None,
     )  # fmt: skip
 
 
-async def start_sandbox(hub: SessionHub, session_id: str, append: Append) -> str:
-    """Start a sandbox for the session and store its id with it; raises :class:`SpawnFailed`."""
+async def start_sandbox(hub: SessionHub, session_id: str, append: Append) -> tuple[str, str | None]:
+    """Start a sandbox for the session and store its id with it; returns the id and the snapshot
+    it was started from (None: not from a snapshot). Raises :class:`SpawnFailed`."""
     store, backend = hub.store, hub.backend
     session = store.get_session(session_id)
     points = start_points(
@@ -91,5 +92,5 @@ async def start_sandbox(hub: SessionHub, session_id: str, append: Append) -> str
         progress("start", "done", sandbox_id)
         # A new sandbox numbers its events from 1: the cursor restarts with it.
         store.update_session(session_id, backend=backend.name, sandbox_id=sandbox_id, sandbox_cursor=0)
-        return sandbox_id
+        return sandbox_id, image_id if kind == SNAPSHOT else None
     raise AssertionError("start_points always ends with a clone")

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from hub_fakes import ADA, WAIT_S, completions, events_of, make_hub, new_session, running_on, send, status
 
+from cloudws_sandbox.protocol import SandboxStatusEvent
 from jupyter_cloudws.hub import SessionHub
 from jupyter_cloudws.store import SessionStore
 from jupyter_cloudws.testing.fake_backend import FakeBackend, FakeSandbox, settle, until
@@ -228,3 +229,28 @@ async def test_a_restore_that_fails_forgets_only_that_snapshot_not_a_newer_one(m
         assert memory_store.sandbox_record(sid)["snapshot_id"] == "snap-new"
     finally:
         await hub.close()
+
+
+async def test_a_sandbox_that_cannot_start_from_its_snapshot_drops_it_and_the_next_prompt_clones(fake_hub, fake_backend):
+    """The snapshot restores but the work tree in it cannot be used (the daemon's start-up
+    fails): without dropping it, every later sandbox would start from it and fail the same way."""
+    sid = new_session(fake_hub)
+    _, first = await prompt_done(fake_hub, fake_backend, sid, "one")
+    snapshot = await until(lambda: snapshot_of(fake_hub, sid), WAIT_S)
+    first.die()  # or an idle stop, or its lifetime: the next prompt starts from the snapshot
+    await until(lambda: fake_hub.store.sandbox_record(sid)["sandbox_id"] is None, WAIT_S)
+
+    stuck = send(fake_hub, sid, "two")
+    restored = await fake_backend.wait_for_sandbox(2)
+    assert restored.spec.restore_from == snapshot
+    queued = send(fake_hub, sid, "three")
+    restored.emit(SandboxStatusEvent("failed", "git checkout failed: your local changes would be overwritten"))
+    await until(lambda: status(fake_hub, stuck) == "failed", WAIT_S)
+    await until(lambda: restored.id in fake_backend.terminated, WAIT_S)
+    assert snapshot_of(fake_hub, sid) is None and snapshot in fake_backend.deleted_snapshots
+    (note,) = events_of(fake_hub, sid, "error")
+    assert note["code"] == "snapshot_unusable" and "git checkout failed" in note["message"]
+
+    fresh = await fake_backend.wait_for_sandbox(3)
+    assert fresh.spec.restore_from is None, "the queued prompt gets a sandbox from a clone"
+    assert status(fake_hub, queued) in ("queued", "running")
