@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from .backends.base import SandboxSpec
 from .bridge import BridgeClient
 from .hub import HubError, Requester, protocol_error
+from .spawning import ProgressReporter
 from cloudws_sandbox.protocol import ProtocolError, bridge_attach, check_branch
 
 if TYPE_CHECKING:
@@ -62,18 +63,11 @@ class _Steps:
         self.prebuilds = prebuilds
         self.build_id = build_id
         self.items: list[dict[str, Any]] = []
-        self.started_s: dict[str, float] = {}
         self.count = 0  # steps reported so far: each item's ``n``, so a follower that was shown
         # the first N knows which are new once older ones have been dropped
-
-    def hub_step(self, step: str, state: str, detail: str = "") -> None:
-        """A step the hub or the backend's ``create`` took (the backend's ``progress``)."""
-        now_s = time.monotonic()
-        if state == "running":
-            self.started_s.setdefault(step, now_s)
-        elapsed_ms = int((now_s - self.started_s.get(step, now_s)) * 1000)
-        self.add({"step": step, "state": state, "elapsed_ms": elapsed_ms,
-                  "detail": self.prebuilds.hub.redactor.text(detail)[:500], "output": ""})  # fmt: skip
+        # The steps the hub or the backend's ``create`` took (the backend's ``progress``), timed
+        # and redacted as a session's spawn does.
+        self.hub_step = ProgressReporter(lambda body: self.add(body.to_dict()), prebuilds.hub.redactor.text)
 
     def add(self, event: dict[str, Any]) -> None:
         item = {k: event.get(k, "") for k in ("step", "state", "elapsed_ms", "detail", "output")}
