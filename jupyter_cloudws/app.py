@@ -30,6 +30,7 @@ from .handlers import (
     StopHandler,
     WarmHandler,
 )
+from .github import GitHub
 from .hub import HubSettings, SessionHub
 from .store import SessionStore
 
@@ -222,7 +223,8 @@ class CloudWorkspaces(ExtensionApp):
             forbidden_repo_roots=(self.data_dir, *filter(None, [getattr(backend, "root_dir", None)])),
         )  # fmt: skip
         self.store = self.store_class(Path(self.data_dir) / "cloudws.sqlite", busy_timeout_s=self.db_busy_timeout_s)
-        self.hub = SessionHub(self.store, backend, settings)
+        self.github = GitHub(parent=self)
+        self.hub = SessionHub(self.store, backend, settings, self.github)
         self.settings["cloudws_hub"] = self.hub
         self.settings["cloudws_git_email_domain"] = self.git_email_domain
         self.settings["cloudws_local_user"] = {

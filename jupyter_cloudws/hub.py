@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from .backends.base import SandboxBackend
+from .github import GitHub
 from cloudws_sandbox.idle import IDLE_TIMEOUT_ENV, RUNTIME_IDLE_GRACE_S
 from cloudws_sandbox.redaction import Redactor
 from cloudws_sandbox.protocol import (
@@ -87,13 +88,17 @@ class Requester:
 
 
 class SessionHub:
-    def __init__(self, store: SessionStore, backend: SandboxBackend, settings: HubSettings) -> None:
+    def __init__(self, store: SessionStore, backend: SandboxBackend, settings: HubSettings,
+                 github: GitHub | None = None) -> None:  # fmt: skip
         self.store = store
         self.backend = backend
         self.settings = settings
+        self.github = github if github is not None else GitHub(token="")
         self._runners: dict[str, SessionRunner] = {}
         self.closing = False
-        self.redactor = Redactor(settings.agent_env.get(name) for name in settings.secret_names)
+        # The git token too: a host's error or a sandbox's output may quote it.
+        secrets = [settings.agent_env.get(name) for name in settings.secret_names] + [self.github.token]
+        self.redactor = Redactor(secrets)
         from .prebuild import Prebuilds  # prebuild.py builds on this module
 
         self.prebuilds = Prebuilds(self)
