@@ -27,17 +27,23 @@ from .errors import (
     UnknownSession,
 )
 from .events import Event
+from .review import Changes, FileChange, GitRef, NotebookCellChange, PullRequest
 from .session import Session
 
 __all__ = [
     "BadRepo",
+    "Changes",
     "Client",
     "CloudwsError",
     "ConnectionLost",
     "Event",
+    "FileChange",
+    "GitRef",
     "NotAuthorized",
+    "NotebookCellChange",
     "PromptFailed",
     "PromptTooLarge",
+    "PullRequest",
     "QueueFull",
     "ServerInfo",
     "ServerNotFound",

@@ -66,8 +66,10 @@ _BY_CODE: dict[str, type[CloudwsError]] = {
 def error_from_response(status: int, body: Any, fallback_text: str = "") -> CloudwsError:
     """The exception for an error answer of the hub: its ``{code, message}`` when it sent one,
     else what jupyter-server or a proxy in front of it said."""
-    if isinstance(body, dict) and isinstance(body.get("code"), str):
-        code, message = body["code"], str(body.get("message") or body["code"])
+    # The hub's routes answer ``{code, message}``; some name the code ``error``.
+    code_key = next((k for k in ("code", "error") if isinstance(body, dict) and isinstance(body.get(k), str)), None)
+    if code_key is not None:
+        code, message = body[code_key], str(body.get("message") or body[code_key])
     else:
         code = f"http_{status}"
         message = (body.get("message") if isinstance(body, dict) else None) or fallback_text.strip()[:300]

@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 from .errors import ConnectionLost, PromptFailed
 from .events import Event
+from .review import Changes, PullRequest
 from .stream import SessionStream
 from .transcript import Transcript
 
@@ -123,6 +124,47 @@ class Session:
     def _patch(self, changes: dict[str, Any]) -> Session:
         self._update(self._client._http.request("PATCH", self._path, json=changes))
         return self
+
+    # -- review: changes, pull requests, the branch brought home ---------------------------
+
+    def changes(self, prompt: str | None = None) -> Changes:
+        """What the session changed, base branch to session branch; with ``prompt`` (a message
+        id) what that one prompt changed. Show it in a cell for the highlighted diffs."""
+        params = {"prompt": prompt} if prompt else None
+        return Changes.from_json(self._client._http.request("GET", self._path + "/changes", params=params))
+
+    def artifacts(self) -> list[PullRequest | dict[str, Any]]:
+        """What the session produced besides its branch: a :class:`PullRequest` for each pull
+        request, the hub's dict for kinds this client does not know."""
+        answer = self._client._http.request("GET", self._path + "/artifacts")
+        return [
+            PullRequest.from_json(a) if a.get("kind") == "pull_request" else a
+            for a in answer.get("artifacts") or []
+            if isinstance(a, dict)
+        ]
+
+    def pull_request(self) -> PullRequest | None:
+        """The session's pull request, if one was opened (the latest one)."""
+        prs = [a for a in self.artifacts() if isinstance(a, PullRequest)]
+        return prs[-1] if prs else None
+
+    def pull_request_draft(self) -> dict[str, str]:
+        """``{title, body}`` the hub drafts from the prompts and the agent's final summary."""
+        return self._client._http.request("GET", self._path + "/pull-request/draft")
+
+    def create_pull_request(self, title: str | None = None, body: str | None = None, draft: bool = False) -> PullRequest:
+        """Push the branch and open a pull request against the base branch (the drafted title
+        and body unless given). When the branch already has one, that one is returned, with
+        ``created`` False. The host's refusals raise :class:`CloudwsError` with its message."""
+        request: dict[str, Any] = {"draft": bool(draft)}
+        if title is not None:
+            request["title"] = title
+        if body is not None:
+            request["body"] = body
+        # Not repeated on a transport error: the hub finds the branch's PR if the first one landed,
+        # but a blind retry would hide which request did what.
+        answer = self._client._http.request("POST", self._path + "/pull-request", json=request)
+        return PullRequest.from_json(answer["pull_request"], created=answer.get("created"))
 
     # -- prompts ----------------------------------------------------------------------------
 
