@@ -128,7 +128,77 @@ function progressBlock(item, openIds) {
       h("summary", { class: "cw-progress-summary", text: summary }), lines));
 }
 
-function renderBlock(block, openIds) {
+// -- the review: files changed, a file's diff, the pull request badge ----------------------------
+// Paths, titles and states go in as text. A diff's `html` is the only markup: Pygments' escaped
+// output, sanitized by nh3 in the kernel (review.py), like the assistant's markdown.
+
+const FILE_MARKS = { added: "A", modified: "M", deleted: "D", renamed: "R", copied: "C", type_changed: "T" };
+const PR_LABELS = { open: "open", draft: "draft", merged: "merged", closed: "closed" };
+
+export function changesLine(files, additions, deletions) {
+  return `${files} ${files === 1 ? "file" : "files"} changed +${additions || 0} −${deletions || 0}`;
+}
+
+function lineCounts(f) {
+  if (f.additions === null || f.additions === undefined) return h("span", { class: "cw-file-stat", text: "binary" });
+  return h("span", { class: "cw-file-stat" },
+    h("span", { class: "cw-add", text: `+${f.additions}` }), " ", h("span", { class: "cw-del", text: `−${f.deletions || 0}` }));
+}
+
+// A loaded file: its diff, or each changed cell of a notebook, and the marker of a cut diff.
+export function diffView(file) {
+  const parts = [];
+  const diff = (html) => { const d = h("div", { class: "cw-diff cloudws-md" }); d.innerHTML = html; return d; };
+  if (file.cells && file.cells.length) {
+    for (const c of file.cells) {
+      parts.push(h("div", { class: `cw-cell cw-cell-${c.status}` },
+        h("div", { class: "cw-cell-head", text: `${c.index === null || c.index === undefined ? "cell" : `cell ${c.index}`} · ${c.cell_type} · ${c.status}` }),
+        c.html ? diff(c.html) : null,
+        c.outputs ? h("div", { class: "cw-cell-outputs", text: `outputs: ${c.outputs}` }) : null));
+    }
+  } else if (file.html) parts.push(diff(file.html));
+  else parts.push(h("div", { class: "cw-diff-empty", text: file.binary ? "Binary file: no diff to show" : "No changes to the text" }));
+  if (file.truncated) parts.push(h("div", { class: "cw-diff-marker", text: "✂ This diff is too large: only its start is shown." }));
+  return parts;
+}
+
+// One changed file: a row that opens to its diff, asked of the kernel the first time it opens.
+function fileRow(f, scope, openIds, review) {
+  const id = `file:${scope}:${f.path}`;
+  const body = h("div", { class: "cw-file-body" });
+  const row = h("details", { class: `cw-file cw-file-${f.status}`, "data-id": id, open: openIds.has(id) },
+    h("summary", { title: f.path },
+      h("span", { class: "cw-file-mark", title: f.status, text: FILE_MARKS[f.status] || "M" }),
+      h("span", { class: "cw-file-path", text: f.path }), lineCounts(f)),
+    body);
+  row.cwScope = scope;
+  row.cwPath = f.path;
+  row.cwBody = body;
+  row.addEventListener("toggle", () => { if (row.open) review.fill(row); });
+  if (row.open) review.fill(row);
+  return row;
+}
+
+function filesList(files, total, scope, openIds, review) {
+  const rows = files.map((f) => fileRow(f, scope, openIds, review));
+  if (total > files.length) rows.push(h("div", { class: "cw-file-more", text: `and ${total - files.length} more` }));
+  return h("div", { class: "cw-files" }, rows);
+}
+
+function gitBlock(item, openIds, review) {
+  const text = item.error ? `⎇ git: ${item.error}`
+    : `⎇ committed ${item.sha} on ${item.branch}${item.pushed ? " · pushed" : ""}`;
+  const block = h("div", { class: `cw-block cw-git${item.error ? " cw-bad" : ""}` }, h("div", { text }));
+  if (Array.isArray(item.files) && item.files_total) {
+    const id = `files:${item.id}`;
+    block.append(h("details", { class: "cw-changes", "data-id": id, open: openIds.has(id) },
+      h("summary", { class: "cw-changes-line", text: changesLine(item.files_total, item.additions, item.deletions) }),
+      filesList(item.files, item.files_total, item.message_id || "", openIds, review)));
+  }
+  return block;
+}
+
+function renderBlock(block, openIds, review) {
   const item = block.items[0];
   if (block.kind === "progress") return progressBlock(item, openIds);
   if (block.kind === "tools") {
@@ -161,11 +231,7 @@ function renderBlock(block, openIds) {
       : item.success ? `✓ Done in ${seconds(item.duration_ms)}${cost}` : `✗ Failed: ${item.error || "unknown error"}`;
     return h("div", { class: `cw-block cw-result ${item.success ? "cw-ok" : "cw-bad"}`, text });
   }
-  if (block.kind === "git") {
-    const text = item.error ? `⎇ git: ${item.error}`
-      : `⎇ committed ${item.sha} on ${item.branch}${item.pushed ? " · pushed" : ""}`;
-    return h("div", { class: `cw-block cw-git${item.error ? " cw-bad" : ""}`, text });
-  }
+  if (block.kind === "git") return gitBlock(item, openIds, review);
   return h("div", { class: `cw-block cw-notice cw-${item.level || "info"}`, text: item.text || "" });
 }
 
@@ -195,13 +261,96 @@ function render({ model, el }) {
   const header = h("div", { class: "cw-header" });
   const banner = h("div", { class: "cw-banner", role: "alert" });
   const panel = h("div", { class: "cw-panel" });
+  const sessionChanges = h("div", { class: "cw-session-changes" });
   const list = h("div", { class: "cw-transcript", "aria-live": "polite" });
   const working = h("div", { class: "cw-working" });
   const composer = h("div", { class: "cw-composer" });
-  root.append(header, banner, panel, list, working, composer);
+  root.append(header, banner, sessionChanges, panel, list, working, composer);
 
   const nodes = new Map(); // block key -> { el, sig }
   const send = (content) => model.send(content);
+
+  // Diffs loaded in this view: "scope\npath" -> the kernel's reply ({file} or {error}); a scope is a
+  // prompt's id, or "" for the whole session. Asked once; a row drawn again gets it from here.
+  const diffs = new Map();
+  const review = {
+    fill(row) {
+      const key = `${row.cwScope}\n${row.cwPath}`;
+      const got = diffs.get(key);
+      if (got === undefined) {
+        diffs.set(key, null);
+        send({ type: "diff", scope: row.cwScope, path: row.cwPath });
+      }
+      if (!got) row.cwBody.replaceChildren(h("div", { class: "cw-diff-loading", text: "Loading the diff…" }));
+      else if (got.error) row.cwBody.replaceChildren(h("div", { class: "cw-diff-error", text: `Could not load the diff: ${got.error}` }));
+      else row.cwBody.replaceChildren(...diffView(got.file));
+    },
+  };
+  const onDiff = (msg) => {
+    if (msg.type !== "diff") return;
+    diffs.set(`${msg.scope}\n${msg.path}`, msg);
+    for (const row of root.querySelectorAll("details.cw-file")) {
+      if (row.cwScope === msg.scope && row.cwPath === msg.path && row.open) review.fill(row);
+    }
+  };
+  model.on("msg:custom", onDiff);
+
+  // The session's "N files changed": asked again after each git event; its open diffs with it.
+  function renderSessionChanges() {
+    const c = model.get("changes_total") || {};
+    const s = model.get("session") || {};
+    const openIds = new Set([...sessionChanges.querySelectorAll("details[open]")].map((d) => d.dataset.id));
+    sessionChanges.replaceChildren();
+    sessionChanges.hidden = !s.id || !c.state;
+    if (c.state === "loading") sessionChanges.append(h("span", { class: "cw-muted", text: "Changes: …" }));
+    else if (c.state === "error") sessionChanges.append(h("span", { class: "cw-muted", title: c.error || "", text: "Changes: unavailable" }));
+    else if (c.state === "ready" && !c.files_total) sessionChanges.append(h("span", { class: "cw-muted", text: "No changes yet" }));
+    else if (c.state === "ready") {
+      sessionChanges.append(h("details", { class: "cw-changes", "data-id": "session-files", open: openIds.has("session-files") },
+        h("summary", { class: "cw-changes-line", text: `Session: ${changesLine(c.files_total, c.additions, c.deletions)}` }),
+        filesList(c.files || [], c.files_total, "", openIds, review)));
+    }
+  }
+
+  // The pull request: a badge linking to it, or the action that opens the form.
+  function prBadge() {
+    const pr = model.get("pull_request") || {};
+    if (!pr.number) return null;
+    const attrs = { class: `cw-pr cw-pr-${pr.state}`, title: pr.title || "", text: `#${pr.number} ${PR_LABELS[pr.state] || pr.state}` };
+    // Only http(s) reaches href (checked in the kernel as well): a javascript: URL would run.
+    return /^https?:\/\//i.test(pr.url || "")
+      ? h("a", { ...attrs, href: pr.url, target: "_blank", rel: "noopener noreferrer" }) : h("span", attrs);
+  }
+
+  function prFormView() {
+    const title = h("input", { class: "cw-pr-title", "aria-label": "Pull request title", placeholder: "Title" });
+    const body = h("textarea", { class: "cw-pr-body", rows: 8, "aria-label": "Pull request description", placeholder: "Description" });
+    const draft = h("input", { type: "checkbox", class: "cw-pr-draft-box" });
+    const status = h("div", { class: "cw-pr-status", role: "status" });
+    const sendBtn = h("button", { class: "cw-btn cw-primary cw-pr-send" }, "Send");
+    for (const el2 of [title, body]) el2.addEventListener("keydown", (e) => e.stopPropagation());
+    sendBtn.addEventListener("click", () => send({ type: "pr_create", title: title.value, body: body.value, draft: draft.checked }));
+    let filled = false;
+    const update = () => {
+      const f = model.get("pr_form") || {};
+      // The fields are filled once, from the draft or a refused attempt: what the user typed stays.
+      if (!filled && (f.state === "ready" || f.state === "error" || f.state === "sending")) {
+        title.value = f.title || ""; body.value = f.body || ""; draft.checked = !!f.draft; filled = true;
+      }
+      title.disabled = body.disabled = draft.disabled = sendBtn.disabled = f.state === "loading" || f.state === "sending";
+      status.className = `cw-pr-status${f.state === "error" ? " cw-pr-error" : ""}`;
+      status.textContent = f.state === "loading" ? "Drafting the title and description…"
+        : f.state === "sending" ? "Pushing the branch and opening the pull request…" : f.state === "error" ? f.error || "Failed" : "";
+    };
+    const form = h("div", { class: "cw-pr-form" },
+      h("div", { class: "cw-form-title", text: "Pull request" }), title, body,
+      h("label", { class: "cw-row" }, draft, " Draft"), status,
+      h("div", { class: "cw-row" }, sendBtn,
+        h("button", { class: "cw-btn", onclick: () => { model.set("view", "chat"); redrawPanel(); } }, "Cancel")));
+    form.cwUpdate = update;
+    update();
+    return form;
+  }
 
   // Which isolation the server's sandboxes run under: a lock, or a warning when there is none.
   function isolationMark() {
@@ -234,7 +383,7 @@ function render({ model, el }) {
         h("span", { class: "cw-branch", title: s.repo || "", text: s.branch || "" }),
         h("span", { class: `cw-badge cw-badge-${status}`, title: badgeTitle(),
           text: STATUS_LABELS[status] || status }),
-        ...[isolationMark()].filter(Boolean));
+        ...[isolationMark(), prBadge()].filter(Boolean));
     }
     const conn = model.get("connection") || {};
     if (conn.state === "reconnecting") {
@@ -245,6 +394,8 @@ function render({ model, el }) {
     header.append(...[h("span", { class: "cw-spacer" }),
       h("button", { class: "cw-btn", title: "All sessions", onclick: () => { model.set("view", "sessions"); redrawPanel(); send({ type: "list_sessions" }); } }, "Sessions"),
       h("button", { class: "cw-btn", title: "New session", onclick: () => { model.set("view", "new"); redrawPanel(); send({ type: "list_sessions" }); } }, "New"),
+      s.id && !(model.get("pull_request") || {}).number ? h("button", { class: "cw-btn cw-pr-action", title: "Open a pull request of this session's branch",
+        onclick: () => { model.set("view", "pr"); redrawPanel(); send({ type: "pr_draft" }); } }, "Pull request") : null,
       s.id ? h("button", { class: "cw-btn", title: "Archive this session", onclick: () => send({ type: "archive" }) }, "Archive") : null,
     ].filter(Boolean)); // append() would write a null as the text "null"
   }
@@ -275,6 +426,7 @@ function render({ model, el }) {
     panel.hidden = view === "chat";
     if (view === "sessions") panel.append(pickerView());
     if (view === "new") panel.append(newSessionView());
+    if (view === "pr") panel.append(prFormView());
     const hideChat = view !== "chat" && !(model.get("session") || {}).id;
     list.hidden = composer.hidden = working.hidden = hideChat;
   }
@@ -340,7 +492,7 @@ function render({ model, el }) {
       const sig = JSON.stringify(block.items);
       let node = nodes.get(block.key);
       if (!node || node.sig !== sig) {
-        const el2 = renderBlock(block, openIds);
+        const el2 = renderBlock(block, openIds, review);
         if (node) node.el.replaceWith(el2);
         node = { el: el2, sig };
         nodes.set(block.key, node);
@@ -422,15 +574,36 @@ function render({ model, el }) {
     }
   }, 1000);
 
-  const all = () => { renderHeader(); redrawPanel(); renderTranscript(); renderComposer(); };
+  // While shown, an open or draft pull request's state is asked for every pr_poll_interval_s: the
+  // kernel asks the server, which refreshes it from the git host and says so in an event.
+  let poll = null;
+  const pollNow = () => {
+    const state = (model.get("pull_request") || {}).state;
+    if (state === "open" || state === "draft") send({ type: "pr_poll" });
+  };
+  const schedulePoll = () => {
+    clearInterval(poll);
+    poll = setInterval(pollNow, Math.max(0.2, model.get("pr_poll_interval_s") || 60) * 1000);
+  };
+  schedulePoll();
+  pollNow(); // a pull request merged while the notebook was closed shows merged at once
+  model.on("change:pr_poll_interval_s", schedulePoll);
+
+  const all = () => { renderHeader(); renderSessionChanges(); redrawPanel(); renderTranscript(); renderComposer(); };
   model.on("change:transcript", renderTranscript);
-  for (const name of ["session", "connection", "sandbox_status", "sandbox_detail", "isolation"]) {
+  for (const name of ["session", "connection", "sandbox_status", "sandbox_detail", "isolation", "pull_request"]) {
     model.on(`change:${name}`, () => { renderHeader(); renderComposer(); });
   }
+  model.on("change:changes_total", () => {
+    for (const key of [...diffs.keys()]) if (key.startsWith("\n")) diffs.delete(key); // the branch moved
+    renderSessionChanges();
+  });
+  model.on("change:session", renderSessionChanges);
+  model.on("change:pr_form", () => { const form = panel.querySelector(".cw-pr-form"); if (form) form.cwUpdate(); });
   for (const name of ["working", "error"]) model.on(`change:${name}`, renderComposer);
   for (const name of ["view", "sessions", "recent_repos"]) model.on(`change:${name}`, redrawPanel);
   all();
-  return () => clearInterval(ticker);
+  return () => { clearInterval(ticker); clearInterval(poll); model.off("msg:custom", onDiff); };
 }
 
 export default { initialize, render };

@@ -7,7 +7,9 @@ resend of the whole transcript.
 
 Three threads touch the widget: the kernel's (front-end messages, displays), the client's
 stream thread (events, deltas, and the throttled re-render, scheduled on that thread's loop) and
-nothing else. ipywidgets is not thread-safe: a trait write sends a sync message and goes through
+the review's workers (``_review``: the changes, diffs and pull request, fetched off both other
+threads: a request made on the stream thread would stall every session's stream, and one made
+on the kernel's would hold the chat's other messages behind it). ipywidgets is not thread-safe: a trait write sends a sync message and goes through
 ``hold_sync`` and the property lock, which are per-widget state. So every trait write and every
 message, from either thread, happens under one lock, ``self._lock``; the ipywidgets entry points
 that send or read state (``send``, ``send_state``, ``set_state``, ``get_state``) take it too.
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +33,7 @@ import anywidget
 import traitlets
 
 from .markdown import PYGMENTS_CSS
+from .review import changes_summary, file_view, find_file, pr_draft, pull_request_badge
 from .transcript import Item, Transcript
 
 if TYPE_CHECKING:
@@ -46,6 +50,8 @@ MODELS = [
 STREAM_RENDER_INTERVAL_S = 0.08  # how often a growing block of text is rendered again
 TYPING_INTERVAL_S = 5.0  # at most one warm-up hint per this many seconds
 WARM_INTERVAL_S = 30.0  # a repository chosen in the new-session form is warmed at most this often
+PR_POLL_INTERVAL_S = 60.0  # how often a displayed chat asks for its open pull request's state
+REVIEW_WORKERS = 2  # a slow pull request request does not hold up a diff
 
 
 class ChatWidget(anywidget.AnyWidget):
@@ -66,10 +72,25 @@ class ChatWidget(anywidget.AnyWidget):
     view = traitlets.Unicode("chat").tag(sync=True)
     error = traitlets.Unicode("").tag(sync=True)
     notice = traitlets.Unicode("").tag(sync=True)
+    # The review: the header's pull request badge ({number, state, title, url}, {} for none), the
+    # session's "N files changed" ({state: loading|ready|error, files_total, additions, deletions,
+    # files, truncated, error}) and the pull request form ({state: loading|ready|sending|error,
+    # title, body, draft, error}).
+    pull_request = traitlets.Dict().tag(sync=True)
+    changes_total = traitlets.Dict().tag(sync=True)
+    pr_form = traitlets.Dict().tag(sync=True)
+    pr_poll_interval_s = traitlets.Float(
+        PR_POLL_INTERVAL_S, help="While the chat is displayed and its pull request is open or a draft, its front end "
+        "asks this often (seconds) for the pull request's state: the server then refreshes it from the git host.",
+    ).tag(sync=True)  # fmt: skip
 
-    def __init__(self, client: Client, session: Session | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, client: Client, session: Session | None = None, *, review_executor: Executor | None = None, **kwargs: Any
+    ) -> None:
         self._lock = threading.RLock()  # before anything can send: see the module docstring
         super().__init__(**kwargs)
+        self._review = review_executor or ThreadPoolExecutor(REVIEW_WORKERS, thread_name_prefix="cloudws-review")
+        self._reset_review()
         self.client = client
         self._session: Session | None = None
         self._unsubscribe: Any = None
@@ -116,12 +137,17 @@ class ChatWidget(anywidget.AnyWidget):
                 self._unsubscribe()
             self._session = session
             self._transcript = Transcript()
+            self._reset_review()
             with self.hold_sync():
                 self.transcript = []
                 self.session = _session_dict(session)
                 self.error = ""
+                self.pull_request = {}
+                self.changes_total = {"state": "loading"}
+                self.pr_form = {}
                 self._sync_status()
             self._show("chat")
+            self._refresh_changes()  # a session without commits has no git event to ask for it
             # Replays every event so far, then streams: the transcript fills in from callbacks.
             self._unsubscribe = session.subscribe(lambda kind, payload: self._on_stream(session, kind, payload))
 
@@ -155,6 +181,7 @@ class ChatWidget(anywidget.AnyWidget):
                 self._unsubscribe()
                 self._unsubscribe = None
             super().close()
+        self._review.shutdown(wait=False, cancel_futures=True)
 
     # -- the stream (client thread) ----------------------------------------------------------
 
@@ -165,6 +192,9 @@ class ChatWidget(anywidget.AnyWidget):
             if kind == "event":
                 self._push(self._transcript.apply(payload))
                 self._sync_status()
+                if payload.get("type") == "git" and (payload.get("committed") or payload.get("files")):
+                    self._session_changes = None  # the branch moved: the cached diffs are stale
+                    self._refresh_changes()
             elif kind == "delta":
                 self._push(self._transcript.apply_delta(payload["message_id"], int(payload.get("index") or 0),
                                                         payload.get("text") or ""))  # fmt: skip
@@ -215,6 +245,8 @@ class ChatWidget(anywidget.AnyWidget):
                 "sandbox_status", "stopped"
             )
             self.sandbox_detail = t.sandbox_detail
+            if t.pull_request is not None and t.pull_request != self.pull_request:
+                self.pull_request = t.pull_request
 
     # -- the front end (kernel thread) -------------------------------------------------------
 
@@ -222,6 +254,10 @@ class ChatWidget(anywidget.AnyWidget):
         kind = content.get("type")
         if kind == "warm_repo":  # a hint, before the error is cleared: it never shows one
             self._warm_repo(str(content.get("repo") or "").strip(), str(content.get("base_branch") or "").strip())
+            return
+        if kind in ("diff", "pr_poll"):  # asked by the view itself, not a user's action: an error stays shown
+            if self._session is not None:
+                self._on_review_message(kind, content)
             return
         try:
             self._set(error="")
@@ -244,6 +280,8 @@ class ChatWidget(anywidget.AnyWidget):
                 session = self._require_session()
                 session.rename(str(content.get("title") or ""))
                 self._set(session=_session_dict(session))
+            elif kind in REVIEW_MESSAGES:
+                self._on_review_message(kind, content)
             elif kind == "archive":
                 self._require_session().archive()
                 with self._lock:
@@ -252,9 +290,137 @@ class ChatWidget(anywidget.AnyWidget):
                         self._unsubscribe = None
                     self._session = None
                     self.session = {}
+                    self.pull_request = {}
+                    self.changes_total = {}
                 self.show_sessions()
         except Exception as exc:
             self._set(error=str(exc))
+
+    # -- the review (kernel thread asks, review workers fetch) ---------------------------------
+
+    def _reset_review(self) -> None:
+        with self._lock:
+            self._prompt_changes: dict[str, Any] = {}  # prompt id -> its changes (a commit never moves)
+            self._session_changes: Any = None  # the last session.changes(), diffs included
+            self._changes_running = False
+            self._changes_again = False
+            self._polling = False
+            self._last_poll_s = float("-inf")
+
+    def _submit(self, job: Any, *args: Any) -> None:
+        try:
+            self._review.submit(job, *args)
+        except RuntimeError:  # the widget was closed: nobody is left to show the answer
+            pass
+
+    def _on_review_message(self, kind: str, content: dict[str, Any]) -> None:
+        session = self._require_session()
+        if kind == "diff":
+            self._submit(self._load_diff, session, str(content.get("scope") or ""), str(content.get("path") or ""))
+        elif kind == "pr_poll":
+            now = time.monotonic()
+            with self._lock:  # every view polls: the kernel asks at most about once an interval
+                if self._polling or now - self._last_poll_s < self.pr_poll_interval_s / 2:
+                    return
+                self._polling, self._last_poll_s = True, now
+            self._submit(self._poll_pull_request, session)
+        elif kind == "pr_draft":
+            self._set(pr_form={"state": "loading"})
+            self._submit(self._load_pr_draft, session)
+        elif kind == "pr_create":
+            form = {"title": str(content.get("title") or "").strip(), "body": str(content.get("body") or ""),
+                    "draft": bool(content.get("draft"))}  # fmt: skip
+            if not form["title"]:  # refused here, with the text kept: the server would say the same
+                self._set(pr_form={**form, "state": "error", "error": "A pull request needs a title."})
+                return
+            self._set(pr_form={**form, "state": "sending"})
+            self._submit(self._create_pull_request, session, form)
+
+    def _refresh_changes(self) -> None:
+        """Ask for the session's totals again; asks made while one runs make one more run after it."""
+        with self._lock:
+            if self._changes_running:
+                self._changes_again = True
+                return
+            self._changes_running = True
+            session = self._session
+        if session is not None:
+            self._submit(self._load_changes, session)
+
+    def _load_changes(self, session: Session) -> None:
+        while True:
+            with self._lock:
+                self._changes_again = False
+            try:
+                changes = session.changes()
+                view = {"state": "ready", **changes_summary(changes)}
+            except Exception as exc:
+                changes, view = None, {"state": "error", "error": str(exc)}
+            with self._lock:
+                if session is self._session:
+                    self._session_changes = changes
+                    self._set(changes_total=view)
+                if not self._changes_again or session is not self._session:
+                    self._changes_running = False
+                    return
+
+    def _load_diff(self, session: Session, scope: str, path: str) -> None:
+        """One file's diff for the front end: ``scope`` is a prompt's id, or "" for the session."""
+        reply: dict[str, Any] = {"type": "diff", "scope": scope, "path": path}
+        try:
+            with self._lock:
+                changes = self._prompt_changes.get(scope) if scope else self._session_changes
+            if changes is None:
+                changes = session.changes(prompt=scope) if scope else session.changes()
+                with self._lock:
+                    if scope:
+                        self._prompt_changes[scope] = changes
+                    elif session is self._session:
+                        self._session_changes = changes
+            found = find_file(changes, path)
+            if found is None:
+                raise LookupError(f"{path} is not among the changes")
+            reply["file"] = file_view(found)
+        except Exception as exc:
+            reply["error"] = str(exc)
+        with self._lock:
+            if session is self._session and not self._closed:
+                self.send(reply)
+
+    def _poll_pull_request(self, session: Session) -> None:
+        """The server refreshes its pull requests from the git host and appends a ``pull_request``
+        event when one changed: the badge follows from that event, like every other view's."""
+        try:
+            session.artifacts()
+        except Exception:  # the next tick asks again; a lasting failure shows on Pull request
+            pass
+        finally:
+            with self._lock:
+                self._polling = False
+
+    def _load_pr_draft(self, session: Session) -> None:
+        try:
+            form = {**pr_draft(session.pull_request_draft()), "draft": False, "state": "ready"}
+        except Exception as exc:
+            form = {"title": "", "body": "", "draft": False, "state": "error", "error": f"No draft: {exc}"}
+        with self._lock:
+            if session is self._session and self.pr_form.get("state") == "loading":
+                self._set(pr_form=form)
+
+    def _create_pull_request(self, session: Session, form: dict[str, Any]) -> None:
+        try:
+            pr = session.create_pull_request(title=form["title"], body=form["body"], draft=form["draft"])
+        except Exception as exc:  # the form stays, with what was typed, to try again
+            with self._lock:
+                if session is self._session:
+                    self._set(pr_form={**form, "state": "error", "error": str(exc)})
+            return
+        badge = pull_request_badge(pr)
+        with self._lock:
+            if session is not self._session:
+                return
+            self._set(pr_form={}, **({"pull_request": badge} if badge else {}))
+            self._show("chat")
 
     def _require_session(self) -> Session:
         if self._session is None:
@@ -285,6 +451,9 @@ class ChatWidget(anywidget.AnyWidget):
         warm_up = getattr(self._session, "warm_up", None)
         if warm_up is not None:
             warm_up()
+
+
+REVIEW_MESSAGES = frozenset({"diff", "pr_poll", "pr_draft", "pr_create"})
 
 
 def _session_dict(session: Session) -> dict[str, Any]:

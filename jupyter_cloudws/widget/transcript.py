@@ -6,7 +6,8 @@ Each item is a JSON-able dict with a stable ``id``, so the front end can update 
 * ``assistant``  ``a:<message_id>:<index>``: rendered markdown; ``streaming`` while deltas arrive
 * ``tool``       ``t:<call_id>``: one tool call with its summary, input, output and state
 * ``result``     ``r:<message_id>``: how the prompt ended, with cost and duration
-* ``git``        ``g:<message_id>``: the commit and push after the prompt
+* ``git``        ``g:<message_id>``: the commit and push after the prompt, and the files it
+  changed (``files``, ``files_total``, ``additions``, ``deletions``; None from an older hub)
 * ``notice``     ``n:<seq>``: a sandbox failure or a hub error worth showing in line
 * ``progress``   ``p:<seq>``: one spawn's steps (image, start, clone or restore, setup, agent) as
   they run, keyed by the seq of its first ``sandbox_progress`` event; ``state`` is ``running``
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .markdown import render_markdown
+from .review import git_files, pull_request_badge
 from .tools import group_words, tool_icon, tool_summary
 
 Item = dict[str, Any]
@@ -40,6 +42,7 @@ class Transcript:
     _pending: list[str] = field(default_factory=list)  # prompts without a result, in order
     _dirty: set[str] = field(default_factory=set)  # streaming blocks grown since last rendered
     _spawn: str | None = None  # the progress item of the spawn under way, if one is
+    pull_request: dict[str, Any] | None = None  # the header's badge: the latest pull_request event
 
     # -- state the widget shows beside the items ---------------------------------------------
 
@@ -157,7 +160,14 @@ class Transcript:
         return [self._upsert({
             "id": f"g:{key}", "kind": "git", "message_id": e.get("message_id"), "branch": e["branch"],
             "sha": str(e.get("sha") or "")[:10], "pushed": bool(e.get("pushed")), "error": e.get("error"),
+            **git_files(e),
         })]  # fmt: skip
+
+    def _on_pull_request(self, e: dict[str, Any]) -> list[Item]:
+        badge = pull_request_badge(e)
+        if badge is not None:
+            self.pull_request = badge
+        return []  # shown in the header, not in line
 
     def _on_sandbox_status(self, e: dict[str, Any]) -> list[Item]:
         self.sandbox_status = e["status"]
