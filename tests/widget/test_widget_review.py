@@ -338,3 +338,16 @@ def test_the_badge_follows_events_and_polls_are_throttled(chat, monkeypatch):
     assert session.calls.count(("artifacts", None)) == 2
     session.emit(ev(2, "pull_request", number=3, url="https://github.test/o/r/pull/3", state="merged", title="T"))
     assert widget.pull_request["state"] == "merged"
+
+
+def test_the_clients_objects_read_like_the_rest_answers():
+    from jupyter_cloudws.client.review import Changes, FileChange, PullRequest
+
+    answer = changes(py_file(HOSTILE_PATH), nb_file())
+    assert review.changes_summary(Changes.from_json(answer)) == review.changes_summary(answer)
+    for f in answer["files"]:
+        assert file_view(FileChange.from_json(f)) == file_view(f)
+    pr = {"id": "a1", "kind": "pull_request", "number": 4, "url": "https://github.test/o/r/pull/4", "state": "merged",
+          "title": "T", "base": "main", "head": "cloudws/s1"}  # fmt: skip
+    assert pull_request_badge(PullRequest.from_json(pr)) == pull_request_badge(pr)
+    assert pull_request_badge(pr) == {"number": 4, "state": "merged", "title": "T", "url": pr["url"]}
