@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 from .api import Client, connect
+from .checkout import CheckoutRefused, CheckoutResult
 from .discovery import ServerInfo, find_server
 from .errors import (
     BadRepo,
@@ -33,6 +34,8 @@ from .session import Session
 __all__ = [
     "BadRepo",
     "Changes",
+    "CheckoutRefused",
+    "CheckoutResult",
     "Client",
     "CloudwsError",
     "ConnectionLost",

@@ -7,9 +7,11 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from .checkout import CheckoutResult, checkout
 from .errors import ConnectionLost, PromptFailed
 from .events import Event
 from .review import Changes, PullRequest
@@ -165,6 +167,12 @@ class Session:
         # but a blind retry would hide which request did what.
         answer = self._client._http.request("POST", self._path + "/pull-request", json=request)
         return PullRequest.from_json(answer["pull_request"], created=answer.get("created"))
+
+    def checkout(self, switch: bool = True, path: str | Path | None = None) -> CheckoutResult:
+        """Fetch the session's branch into the local clone this kernel works in (its current
+        directory, or ``path``) and, unless ``switch`` is False, switch to it. Refuses, and
+        changes nothing, when that would touch uncommitted work or a diverged local branch."""
+        return checkout(self.repo, self.branch, switch=switch, path=path)
 
     # -- prompts ----------------------------------------------------------------------------
 
