@@ -27,6 +27,9 @@ USAGE = """\
 %cloudws stop                 interrupt the current session's running prompt
 %cloudws status               the current session: title, branch, status, sandbox
 %cloudws panel                the chat, docked in JupyterLab's side area
+%cloudws diff [--prompt ID] [PATH...]   what the session changed (or one prompt), as highlighted diffs
+%cloudws checkout [--no-switch]         fetch the session's branch into this clone and switch to it
+%cloudws pr [--draft] [--title TITLE]   push and open a pull request (or link the branch's existing one)
 %cloudws help                 this text"""
 
 
@@ -39,11 +42,11 @@ class _Parser(argparse.ArgumentParser):
 
 @dataclass(frozen=True)
 class Command:
-    name: str  # new | prompt | list | use | stop | status | panel | help
+    name: str  # new | prompt | list | use | stop | status | panel | diff | checkout | pr | help
     args: dict[str, Any] = field(default_factory=dict)
 
 
-COMMAND_WORDS = frozenset({"new", "list", "use", "stop", "status", "panel", "help"})
+COMMAND_WORDS = frozenset({"new", "list", "use", "stop", "status", "panel", "diff", "checkout", "pr", "help"})
 
 
 def parse_command(line: str, cell: str | None = None) -> Command:
@@ -95,6 +98,22 @@ def _command(head: str, rest: list[str]) -> Command | None:
         if len(query) <= 1:
             return Command("list", {"all": "--all" in rest, "q": query[0] if query else None})
         return None
+    if head == "diff":
+        parser = _Parser(prog="%cloudws diff", add_help=False)
+        parser.add_argument("--prompt", "-p")
+        parser.add_argument("paths", nargs="*")
+        return Command("diff", vars(parser.parse_args(rest)))
+    if head in ("checkout", "pr"):
+        words = [w for i, w in enumerate(rest) if not w.startswith("-") and not (i and rest[i - 1] in ("--title", "-t"))]
+        if words:
+            return None  # they take no words: "pr review of the parser, please" is a prompt
+        parser = _Parser(prog=f"%cloudws {head}", add_help=False)
+        if head == "checkout":
+            parser.add_argument("--no-switch", dest="switch", action="store_false")
+        else:
+            parser.add_argument("--draft", action="store_true")
+            parser.add_argument("--title", "-t")
+        return Command(head, vars(parser.parse_args(rest)))
     if not rest:
         return Command(head)  # stop, status, panel, help
     return None
@@ -187,6 +206,28 @@ class CloudwsMagics(Magics):
         from .widget.panel import open_panel
 
         open_panel(self.client, self.session)
+
+    def _do_diff(self, prompt: str | None, paths: list[str]) -> None:
+        changes = self._current().changes(prompt=prompt)
+        shown = changes.only(*paths)
+        if paths and not shown.files:
+            print(f"No changed file at or under {', '.join(paths)} ({changes.summary()}). To send a prompt that "
+                  'starts with "diff", write %cloudws -- diff ...')  # fmt: skip
+            return
+        if not changes.files:
+            print("No changes yet." if prompt is None else f"Prompt {prompt} changed no files.")
+            return
+        display(shown)
+
+    def _do_checkout(self, switch: bool) -> None:
+        print(self._current().checkout(switch=switch))
+
+    def _do_pr(self, draft: bool, title: str | None) -> None:
+        pr = self._current().create_pull_request(title=title, draft=draft)
+        if pr.created is False:
+            print(f"The branch already has pull request #{pr.number} ({pr.state}): {pr.url}")
+        else:
+            print(f"Opened pull request #{pr.number}{' as a draft' if pr.state == 'draft' else ''}: {pr.url}")
 
     def _current(self) -> Any:
         if self.session is None:

@@ -25,6 +25,14 @@ from jupyter_cloudws.magic import USAGE, Command, parse_command
         ("stop", Command("stop")),
         ("status", Command("status")),
         ("panel", Command("panel")),
+        ("diff", Command("diff", {"prompt": None, "paths": []})),
+        ("diff --prompt m-3 src tests/test_x.py", Command("diff", {"prompt": "m-3", "paths": ["src", "tests/test_x.py"]})),
+        ('diff "my notes.ipynb"', Command("diff", {"prompt": None, "paths": ["my notes.ipynb"]})),
+        ("checkout", Command("checkout", {"switch": True})),
+        ("checkout --no-switch", Command("checkout", {"switch": False})),
+        ("pr", Command("pr", {"draft": False, "title": None})),
+        ('pr --draft --title "Fix the parser"', Command("pr", {"draft": True, "title": "Fix the parser"})),
+        ("pr -t Fix", Command("pr", {"draft": False, "title": "Fix"})),
     ],
 )
 def test_commands(line, expected):
@@ -42,6 +50,11 @@ def test_commands(line, expected):
         ("-- status of the build?", "status of the build?", False),
         ("--wait add type hints", "add type hints", True),
         ("--wait stop", "stop", True),
+        ("checkout the parser module and tidy it", "checkout the parser module and tidy it", False),
+        ("pr description: write one for me", "pr description: write one for me", False),
+        ("pr --draft please", "pr --draft please", False),
+        ("diff don't show me", "diff don't show me", False),
+        ("-- diff the two parsers", "diff the two parsers", False),
     ],
 )
 def test_everything_else_is_a_prompt_taken_verbatim(line, text, wait):
@@ -65,6 +78,9 @@ def test_the_cell_body_is_the_prompt():
         ("--wait", None, "the prompt is empty"),
         ("--", None, "the prompt is empty"),
         ("stop", "body", "takes only --wait"),
+        ("diff --bogus", None, "unrecognized arguments"),
+        ("checkout --force", None, "unrecognized arguments"),
+        ("pr --title", None, "expected one argument"),
         ("", "   \n", "the prompt is empty"),
     ],
 )

@@ -23,6 +23,28 @@ SESSION = {
     "id": "s-review-1", "title": "Review", "branch": "cloudws/s-review", "status": "idle", "repo": "/r/app.git",
     "base_branch": "main", "sandbox_status": "ready", "archived": False, "created_at": 1.0, "updated_at": 1.0,
 }  # fmt: skip
+# The documented shapes, with a field or two the client does not know (a newer hub may add some).
+PY_DIFF = "--- a/app.py\n+++ b/app.py\n@@ -1,2 +1,2 @@\n-x = 1\n+x = 2\n print(x)\n"
+CHANGES = {
+    "session_id": SESSION["id"], "prompt_id": None,
+    "base": {"ref": "main", "sha": "a" * 40}, "head": {"ref": SESSION["branch"], "sha": "b" * 40},
+    "files": [
+        {"path": "app.py", "old_path": None, "status": "modified", "additions": 1, "deletions": 1, "binary": False,
+         "notebook": False, "diff": PY_DIFF, "diff_truncated": False, "cells": None, "mode": "100644"},
+        {"path": "nb/analysis.ipynb", "old_path": None, "status": "added", "additions": 3, "deletions": 0,
+         "binary": False, "notebook": True, "diff": "cell 0 (code, added)\n+print('hi')\n", "diff_truncated": False,
+         "cells": [{"index": 0, "cell_type": "code", "status": "added", "source_diff": "+print('hi')\n",
+                    "outputs": "0 outputs → 1 output (text/plain)", "execution_count": 1}]},
+        {"path": "logo.png", "old_path": "img/logo.png", "status": "renamed", "additions": None, "deletions": None,
+         "binary": True, "notebook": False, "diff": "", "diff_truncated": False, "cells": None},
+    ],
+    "totals": {"files": 5, "additions": 4, "deletions": 1}, "truncated": True, "computed_in_ms": 12,
+}  # fmt: skip
+PR = {
+    "id": "art-1", "kind": "pull_request", "number": 7, "url": "https://github.example/o/app/pull/7", "state": "open",
+    "title": "Add a license", "base": "main", "head": SESSION["branch"], "created_at": 10.0, "updated_at": 11.0,
+    "merged_by": "someone",
+}  # fmt: skip
 
 
 class Stub:
@@ -52,6 +74,11 @@ class _Handler(tornado.web.RequestHandler):
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(body))
+
+
+class StatusHandler(_Handler):
+    def get(self) -> None:
+        self.answer(200, {"version": "stub", "backend": "none"})
 
 
 class SessionHandler(_Handler):
@@ -98,6 +125,7 @@ def serving_stub() -> Iterator[Stub]:
 
     async def main() -> None:
         app = tornado.web.Application([
+            (r"/cloudws/api/status", StatusHandler, {"stub": stub}),
             (r"/cloudws/api/sessions/([^/]+)", SessionHandler, {"stub": stub}),
             (r"/cloudws/api/sessions/([^/]+)/changes", ChangesHandler, {"stub": stub}),
             (r"/cloudws/api/sessions/([^/]+)/artifacts", ArtifactsHandler, {"stub": stub}),

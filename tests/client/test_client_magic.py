@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from client_helpers import make_bare_repo, serving, until
+from support import git
 from IPython.core.interactiveshell import InteractiveShell
 
 from jupyter_cloudws.testing.fake_anthropic import FakeAnthropic, text, tool_use
@@ -98,3 +99,29 @@ def test_mistakes_give_clear_messages_not_tracebacks(shell, capsys, tmp_path: Pa
     shell.run_cell("%cloudws use ffffffffffff")
     captured = capsys.readouterr()
     assert "no session id starts with" in captured.err + captured.out
+
+
+def test_checkout_brings_the_sessions_branch_into_the_notebooks_clone(shell, capsys, tmp_path: Path, monkeypatch):
+    repo = make_bare_repo(tmp_path, "homecoming")
+    magic(shell, f"new {repo}", capsys)
+    session = shell.find_magic("cloudws").__self__.session
+    magic(shell, "--wait Please add a license", capsys)
+    clone = tmp_path / "mine" / "homecoming"
+    git("clone", "--quiet", str(repo), str(clone))
+    (clone / "notebooks").mkdir()
+    monkeypatch.chdir(clone / "notebooks")  # where the kernel of a notebook in the clone runs
+
+    out, err = magic(shell, "checkout --no-switch", capsys)
+    assert out.startswith(f"Fetched origin/{session.branch}") and not err
+    assert git("symbolic-ref", "--short", "HEAD", cwd=clone) == "main" and not (clone / "LICENSE").exists()
+
+    (clone / "LICENSE").write_text("my own license\n")  # untracked, and the session's branch adds it
+    out, err = magic(shell, "checkout", capsys)
+    assert err.startswith("cloudws: you have uncommitted changes in files the switch") and "LICENSE" in err
+    assert (clone / "LICENSE").read_text() == "my own license\n"
+
+    (clone / "LICENSE").unlink()
+    out, err = magic(shell, "checkout", capsys)
+    assert out.startswith(f"Switched {clone} to {session.branch}") and not err
+    assert (clone / "LICENSE").read_text() == "MIT\n"
+    assert git("symbolic-ref", "--short", "HEAD", cwd=clone) == session.branch

@@ -9,34 +9,11 @@ from collections.abc import Iterator
 from html.parser import HTMLParser
 
 import pytest
-from review_stub import SESSION, TOKEN, Stub, serving_stub
+from review_stub import CHANGES, PR, PY_DIFF, SESSION, TOKEN, Stub, serving_stub
 
 from jupyter_cloudws.client import Changes, Client, CloudwsError, NotAuthorized, PullRequest, UnknownSession
 from jupyter_cloudws.client.review import FileChange
 from jupyter_cloudws.widget.markdown import PYGMENTS_CSS
-
-PY_DIFF = "--- a/app.py\n+++ b/app.py\n@@ -1,2 +1,2 @@\n-x = 1\n+x = 2\n print(x)\n"
-CHANGES = {
-    "session_id": SESSION["id"], "prompt_id": None,
-    "base": {"ref": "main", "sha": "a" * 40}, "head": {"ref": SESSION["branch"], "sha": "b" * 40},
-    "files": [
-        {"path": "app.py", "old_path": None, "status": "modified", "additions": 1, "deletions": 1, "binary": False,
-         "notebook": False, "diff": PY_DIFF, "diff_truncated": False, "cells": None, "mode": "100644"},
-        {"path": "nb/analysis.ipynb", "old_path": None, "status": "added", "additions": 3, "deletions": 0,
-         "binary": False, "notebook": True, "diff": "cell 0 (code, added)\n+print('hi')\n", "diff_truncated": False,
-         "cells": [{"index": 0, "cell_type": "code", "status": "added", "source_diff": "+print('hi')\n",
-                    "outputs": "0 outputs → 1 output (text/plain)", "execution_count": 1}]},
-        {"path": "logo.png", "old_path": "img/logo.png", "status": "renamed", "additions": None, "deletions": None,
-         "binary": True, "notebook": False, "diff": "", "diff_truncated": False, "cells": None},
-    ],
-    "totals": {"files": 5, "additions": 4, "deletions": 1}, "truncated": True, "computed_in_ms": 12,
-}  # fmt: skip
-PR = {
-    "id": "art-1", "kind": "pull_request", "number": 7, "url": "https://github.example/o/app/pull/7", "state": "open",
-    "title": "Add a license", "base": "main", "head": SESSION["branch"], "created_at": 10.0, "updated_at": 11.0,
-    "merged_by": "someone",
-}  # fmt: skip
-
 
 @pytest.fixture
 def stub() -> Iterator[Stub]:
