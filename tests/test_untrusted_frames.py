@@ -41,6 +41,22 @@ BAD_FRAMES = {
     "delta index negative": {"kind": "delta", "message_id": "m", "index": -1, "text": "x"},
     "attached last_seq a string": {"kind": "attached", "last_seq": "9"},
     "unknown kind": {"kind": "shell"},
+    **{f"git event {name}": event_frame(type="git", branch="b", sha="0" * 40, pushed=True, **fields)
+       for name, fields in {
+           "files not a list": {"files": {"path": "a"}},
+           "too many files": {"files": [{"path": f"f{i}", "status": "added", "additions": 1, "deletions": 0}
+                                        for i in range(301)], "files_total": 301},
+           "file path not a string": {"files": [{"path": ["a"], "status": "added", "additions": 1, "deletions": 0}]},
+           "file path huge": {"files": [{"path": "a" * 5000, "status": "added", "additions": 1, "deletions": 0}]},
+           "file status unknown": {"files": [{"path": "a", "status": "pwned", "additions": 1, "deletions": 0}]},
+           "file additions negative": {"files": [{"path": "a", "status": "added", "additions": -1, "deletions": 0}]},
+           "file with extra fields": {"files": [{"path": "a", "status": "added", "additions": 1, "deletions": 0,
+                                                 "html": "<script>"}]},
+           "files_total below the files listed": {"files": [{"path": "a", "status": "added", "additions": 1,
+                                                             "deletions": 0}], "files_total": 0},
+           "before an option": {"before": "--output=/tmp/pwned"},
+           "before a range": {"before": "HEAD~1..HEAD"},
+       }.items()},  # fmt: skip
     "not an object": [1, 2, 3],
 }
 

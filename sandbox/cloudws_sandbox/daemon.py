@@ -399,6 +399,8 @@ class Daemon:
                                author_info.get("email") or "jupyter@localhost")  # fmt: skip
         committed = False
         sha = head_before
+        files: list[dict[str, Any]] = []
+        files_total = 0
         try:
             # The prompt becomes the commit body, and a commit is pushed where anyone may read it.
             message = gitops.commit_message(self.redactor.text(op["text"]), self.config.session_id)
@@ -406,12 +408,23 @@ class Daemon:
             sha = await gitops.head_sha(workdir)
             changed = committed or sha != head_before
             if changed:
+                files, files_total = await self._changed_files(head_before, sha)
                 await gitops.push(workdir, branch)
-            self.log.append(GitEvent(branch, sha, pushed=changed, committed=changed, message_id=op["message_id"]))
+            self.log.append(GitEvent(branch, sha, pushed=changed, committed=changed, message_id=op["message_id"],
+                                     before=head_before or None, files=files, files_total=files_total))  # fmt: skip
         except gitops.GitError as exc:
             self.log.append(
-                GitEvent(branch, sha, pushed=False, committed=committed, message_id=op["message_id"], error=str(exc))
+                GitEvent(branch, sha, pushed=False, committed=committed, message_id=op["message_id"], error=str(exc),
+                         before=head_before or None, files=files, files_total=files_total)  # fmt: skip
             )
+
+    async def _changed_files(self, before: str, sha: str) -> tuple[list[dict[str, Any]], int]:
+        """The prompt's changed files for its ``git`` event; a failure to list them loses only the list."""
+        try:
+            return await gitops.changed_files(self.config.workdir, before, sha)
+        except (gitops.GitError, ValueError, IndexError) as exc:
+            log.warning("could not list the files changed by the prompt: %s", exc)
+            return [], 0
 
     # -- bridge connections -----------------------------------------------------------------
 

@@ -15,7 +15,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from .protocol import branch_name_problem
+from .protocol import MAX_GIT_EVENT_FILES, branch_name_problem
 
 GIT_TIMEOUT_S = 300.0
 _URL_CREDENTIALS = re.compile(r"(://)[^/@\s]+@")
@@ -45,6 +45,12 @@ class Author:
 
 
 async def git(*args: str, cwd: str, env: dict[str, str] | None = None, check: bool = True) -> str:
+    out = await git_bytes(*args, cwd=cwd, env=env, check=check)
+    return out.decode(errors="replace").strip()
+
+
+async def git_bytes(*args: str, cwd: str, env: dict[str, str] | None = None, check: bool = True) -> bytes:
+    """git's output as it wrote it: for ``-z`` output, whose paths need not be UTF-8."""
     full_env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", **(env or {})}
     proc = await asyncio.create_subprocess_exec(
         "git", *args, cwd=cwd, env=full_env,
@@ -58,7 +64,7 @@ async def git(*args: str, cwd: str, env: dict[str, str] | None = None, check: bo
         raise GitError(f"git {args[0]} took longer than {GIT_TIMEOUT_S:.0f} s") from None
     if check and proc.returncode != 0:
         raise GitError(redact(f"git {args[0]} failed: {err.decode(errors='replace').strip()}"))
-    return out.decode(errors="replace").strip()
+    return out
 
 
 async def clone(repo: str, dest: str) -> None:
@@ -155,6 +161,87 @@ async def restore_branch(cwd: str, base_branch: str, branch: str) -> str:
 
 async def head_sha(cwd: str) -> str:
     return await git("rev-parse", "--verify", "--quiet", "HEAD", cwd=cwd, check=False)  # a constant: no "--" needed
+
+
+# git's one-letter statuses (``--raw``) as the protocol names them; unmerged or unknown ones
+# cannot occur between two commits, and read as modified if they ever do.
+FILE_STATUSES = {"A": "added", "M": "modified", "D": "deleted", "R": "renamed", "C": "copied", "T": "type_changed"}
+# Options for every diff of untrusted commits: no external diff program, no textconv filter.
+SAFE_DIFF_OPTIONS = ("--no-ext-diff", "--no-textconv", "--no-color", "-M")
+
+
+@dataclass(frozen=True)
+class FileChange:
+    """One changed file between two commits, as ``git diff --raw --numstat -z`` tells it."""
+
+    path: str
+    old_path: str | None  # where a renamed or copied file came from
+    status: str  # a value of FILE_STATUSES
+    additions: int | None  # None: a binary file
+    deletions: int | None
+    old_blob: str
+    new_blob: str
+
+    @property
+    def binary(self) -> bool:
+        return self.additions is None
+
+    def event_entry(self) -> dict[str, object]:
+        entry: dict[str, object] = {"path": self.path, "status": self.status,
+                                    "additions": self.additions, "deletions": self.deletions}  # fmt: skip
+        if self.old_path is not None:
+            entry["old_path"] = self.old_path
+        return entry
+
+
+def parse_raw_numstat(out: bytes) -> list[FileChange]:
+    r"""The output of ``git diff --raw --numstat -z --no-abbrev``: every raw record (``:modes
+    blobs STATUS\0path\0``, two paths for a rename or copy), then a numstat record per file in
+    the same order (``adds\tdels\tpath\0``, or ``adds\tdels\t\0old\0new\0``; ``-`` for a binary
+    file's counts). Paths are taken as bytes git wrote, decoded leniently."""
+    tokens = out.split(b"\0")
+    pos = 0
+    raw: list[tuple[str, str, str, str | None, str]] = []  # status, old blob, new blob, old path, path
+    while pos < len(tokens) and tokens[pos].startswith(b":"):
+        meta = tokens[pos].decode("ascii", errors="replace").split()
+        letter = meta[4][:1] if len(meta) >= 5 else "M"
+        if letter in ("R", "C"):
+            old, new = tokens[pos + 1], tokens[pos + 2]
+            raw.append((letter, meta[2], meta[3], _path(old), _path(new)))
+            pos += 3
+        else:
+            raw.append((letter, meta[2], meta[3], None, _path(tokens[pos + 1])))
+            pos += 2
+    changes: list[FileChange] = []
+    for letter, old_blob, new_blob, old_path, path in raw:
+        counts = tokens[pos].split(b"\t", 2) if pos < len(tokens) else [b"-", b"-", b""]
+        pos += 3 if counts[-1] == b"" else 1  # an empty path: the rename's two paths follow
+        additions = deletions = None
+        if counts[0] != b"-" and len(counts) >= 2:
+            additions, deletions = int(counts[0]), int(counts[1])
+        changes.append(FileChange(path, old_path, FILE_STATUSES.get(letter, "modified"), additions, deletions,
+                                  old_blob, new_blob))  # fmt: skip
+    return changes
+
+
+def _path(raw: bytes) -> str:
+    return raw.decode("utf-8", errors="replace")
+
+
+async def changed_files(cwd: str, before: str, after: str) -> tuple[list[dict[str, object]], int]:
+    """The files changed from ``before`` (empty: a repository with no commit) to ``after``, as
+    the ``git`` event lists them (at most MAX_GIT_EVENT_FILES), and how many there are."""
+    if not after or before == after:
+        return [], 0
+    out = await git_bytes("diff", "--raw", "--numstat", "-z", "--no-abbrev", *SAFE_DIFF_OPTIONS,
+                          before or await empty_tree(cwd), after, "--", cwd=cwd)  # fmt: skip
+    changes = parse_raw_numstat(out)
+    return [c.event_entry() for c in changes[:MAX_GIT_EVENT_FILES]], len(changes)
+
+
+async def empty_tree(cwd: str) -> str:
+    """The id of the empty tree in this repository's hash (SHA-1 or SHA-256)."""
+    return await git("hash-object", "-t", "tree", "--stdin", cwd=cwd)
 
 
 async def commit_all(cwd: str, message: str, author: Author) -> bool:

@@ -126,8 +126,20 @@ class SandboxProgressEvent(EventBody):
     output: str = ""
 
 
+# What a ``git`` event may say of each changed file; the hub's changes route says the same.
+GIT_FILE_STATUSES: frozenset[str] = frozenset({"added", "modified", "deleted", "renamed", "copied", "type_changed"})
+MAX_GIT_EVENT_FILES = 300  # the rest are counted in ``files_total``; the changes route lists them all
+MAX_GIT_PATH_CHARS = 4096  # PATH_MAX: a longer path cannot be a file a sandbox wrote
+_GIT_FILE_KEYS = frozenset({"path", "old_path", "status", "additions", "deletions"})
+_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # SHA-1 or SHA-256, as git prints them
+
+
 @dataclass(frozen=True)
 class GitEvent(EventBody):
+    """A prompt's commit and push. ``before`` is HEAD before the prompt (None: the repository had
+    no commit), so ``before..sha`` is the prompt's work; ``files`` lists at most
+    :data:`MAX_GIT_EVENT_FILES` of the changed files, ``files_total`` counts them all."""
+
     type: ClassVar[str] = "git"
     branch: str
     sha: str
@@ -135,6 +147,9 @@ class GitEvent(EventBody):
     committed: bool = True
     message_id: str | None = None
     error: str | None = None
+    before: str | None = None
+    files: list[dict[str, Any]] = field(default_factory=list)
+    files_total: int = 0
 
 
 @dataclass(frozen=True)
@@ -185,6 +200,8 @@ def _type_check(annotation: str) -> tuple[Any, str]:
         "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
         "float": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
         "dict[str, Any]": (lambda v: isinstance(v, dict), "an object"),
+        "list[dict[str, Any]]": (lambda v: isinstance(v, list) and all(isinstance(i, dict) for i in v),
+                                 "a list of objects"),
     }
     check, what = checks[base]
     if optional:
@@ -234,7 +251,47 @@ def validate_event_body(data: dict[str, Any]) -> dict[str, Any]:
         raise ProtocolError("bad_event", f"unknown progress step or state {data['step']!r}/{data['state']!r}")
     if kind == "tool_call" and data.get("status", "running") not in TOOL_STATUSES:
         raise ProtocolError("bad_event", f"unknown tool status {data['status']!r}")
+    if kind == "git":
+        _check_git_event(data)
     return data
+
+
+def _check_git_event(data: dict[str, Any]) -> None:
+    """The parts of a ``git`` event the hub hands to git or shows as a list: a sandbox is
+    untrusted, so ``before`` must be a commit id (never an option or a range) and ``files`` a
+    bounded list of well-formed entries."""
+    before = data.get("before")
+    if before is not None and not _SHA.fullmatch(before):
+        raise ProtocolError("bad_event", "git event field 'before' must be a full hexadecimal commit id or null")
+    files = data.get("files", [])
+    if len(files) > MAX_GIT_EVENT_FILES:
+        raise ProtocolError("bad_event", f"git event lists {len(files)} files; at most {MAX_GIT_EVENT_FILES}")
+    for entry in files:
+        problem = _git_file_problem(entry)
+        if problem:
+            raise ProtocolError("bad_event", f"git event file entry {problem}")
+    total = data.get("files_total", len(files))
+    if not len(files) <= total <= MAX_SEQ:
+        raise ProtocolError("bad_event", f"git event 'files_total' must be from {len(files)} (the files listed) to {MAX_SEQ}")
+
+
+def _git_file_problem(entry: dict[str, Any]) -> str | None:
+    unknown = set(entry) - _GIT_FILE_KEYS
+    if unknown:
+        return f"has unknown fields {', '.join(sorted(map(repr, unknown)))}"
+    for key in ("path", "old_path"):
+        value = entry.get(key)
+        if key == "old_path" and value is None:
+            continue
+        if not isinstance(value, str) or not 0 < len(value) <= MAX_GIT_PATH_CHARS:
+            return f"{key!r} must be a string of 1 to {MAX_GIT_PATH_CHARS} characters"
+    if entry.get("status") not in GIT_FILE_STATUSES:
+        return f"'status' must be one of {', '.join(sorted(GIT_FILE_STATUSES))}"
+    for key in ("additions", "deletions"):
+        value = entry.get(key)  # null: a binary file, whose lines git does not count
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_SEQ):
+            return f"{key!r} must be an integer from 0 to {MAX_SEQ} or null"
+    return None
 
 
 # --------------------------------------------------------------------------------------------
