@@ -19,6 +19,7 @@ from cloudws_sandbox.protocol import ProtocolError, check_model
 from . import __version__
 from .backends import BACKENDS, SandboxBackend
 from .handlers import (
+    ChangesHandler,
     EventsHandler,
     PrebuildHandler,
     PrebuildsHandler,
@@ -242,6 +243,7 @@ class CloudWorkspaces(ExtensionApp):
                 (url_path_join("/", api, "sessions", _SESSION, "prompts"), PromptsHandler),
                 (url_path_join("/", api, "sessions", _SESSION, "stop"), StopHandler),
                 (url_path_join("/", api, "sessions", _SESSION, "events"), EventsHandler),
+                (url_path_join("/", api, "sessions", _SESSION, "changes"), ChangesHandler),
                 (url_path_join("/", api, "sessions", _SESSION, "ws"), SessionSocketHandler),
                 (url_path_join("/", api, "prebuilds"), PrebuildsHandler),
                 (url_path_join("/", api, "prebuilds", r"(?P<build_id>[^/]+)"), PrebuildHandler),

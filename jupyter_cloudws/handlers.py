@@ -227,6 +227,15 @@ class EventsHandler(CloudwsAPIHandler):
         self.finish({"events": events, "has_more": has_more})
 
 
+class ChangesHandler(CloudwsAPIHandler):
+    @web.authenticated
+    @authorized("read")
+    @hub_errors
+    async def get(self, session_id: str) -> None:
+        prompt_id = self.get_query_argument("prompt", None) or None
+        self.finish(await self.hub.changes(session_id, await self.requester(), prompt_id))
+
+
 class PrebuildsHandler(CloudwsAPIHandler):
     """Repository images. Anyone who may create sessions (``write``) may prebuild a repository
     they could open a session on; the repository and branch are checked as a session's are."""

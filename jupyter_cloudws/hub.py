@@ -102,6 +102,9 @@ class SessionHub:
         from .prebuild import Prebuilds  # prebuild.py builds on this module
 
         self.prebuilds = Prebuilds(self)
+        from .review import Review  # review builds on this module too
+
+        self.review = Review(self)
 
     async def start(self) -> None:
         """Find again what a previous server left: live sandboxes and unfinished prompts."""
@@ -318,6 +321,12 @@ class SessionHub:
         if self.get_session(session_id, who)["archived"]:
             return  # archiving ended its sandbox; typing must not bring it back
         self.runner(session_id).warm_up()
+
+    # -- review -----------------------------------------------------------------------------
+
+    async def changes(self, session_id: str, who: Requester, prompt_id: str | None = None) -> dict[str, Any]:
+        """The session's changes (base branch to session branch), or one prompt's."""
+        return await self.review.changes(self.get_session(session_id, who), prompt_id)
 
     # -- events -----------------------------------------------------------------------------
 

@@ -266,6 +266,13 @@ class SessionStore:
         ).fetchall()
         return [json.loads(r["body"]) for r in rows[:limit]], len(rows) > limit
 
+    def events_of_type(self, session_id: str, kind: str) -> list[dict[str, Any]]:
+        """All of a session's events of one type, oldest first (a prompt's ``git`` event, say)."""
+        rows = self._db.execute(
+            "SELECT body FROM events WHERE session_id = ? AND type = ? ORDER BY seq", (session_id, kind)
+        ).fetchall()
+        return [json.loads(r["body"]) for r in rows]
+
     def latest_events(self, session_id: str, limit: int) -> tuple[list[dict[str, Any]], bool]:
         """The newest ``limit`` events, oldest first, and whether older ones exist."""
         rows = self._db.execute(

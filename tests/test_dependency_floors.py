@@ -44,6 +44,12 @@ def _has_lifecycle_esm() -> bool:
     return hasattr(anywidget, "AnyWidget")
 
 
+def _matches_cells_by_id() -> bool:
+    from nbdime.diffing import notebooks
+
+    return hasattr(notebooks, "compare_cell_by_ids")
+
+
 # distribution -> (first release with what we use, what that is, a check on the installed package)
 NEEDED: dict[str, tuple[str, str, Callable[[], Any]]] = {
     "jupyter_server": ("2.13", "jupyter_server.auth.decorator.ws_authenticated (handlers.py)", _has_ws_authenticated),
@@ -52,6 +58,8 @@ NEEDED: dict[str, tuple[str, str, Callable[[], Any]]] = {
                    _has_asyncio_client),
     # ``export default { initialize, render }`` in chat.js
     "anywidget": ("0.9", "the initialize/render front-end lifecycle (widget/chat.js)", _has_lifecycle_esm),
+    # nbdime 4.0.0 (jupyter/nbdime#639) matches cells by their nbformat 4.5 ids before their content.
+    "nbdime": ("4", "cells matched by id in nbdime.diff_notebooks (review/notebook_diff.py)", _matches_cells_by_id),
 }
 
 
