@@ -34,6 +34,7 @@ ROUTES = [
     ("POST", "sessions/{sid}/prompts", {"text": "please delete everything", "client_request_id": "x"}),
     ("POST", "sessions/{sid}/stop", {}),
     ("GET", "sessions/{sid}/events", None),
+    ("GET", "sessions/{sid}/changes", None),
 ]
 # Without terminals (not ours), any route lacking an authentication decorator would warn: as
 # an error here, that fails the server's start.

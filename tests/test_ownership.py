@@ -151,8 +151,9 @@ SESSION_ROUTES = [
     ("POST", "sessions/{sid}/prompts", {"text": "Please delete everything", "client_request_id": "bob-1"}),
     ("POST", "sessions/{sid}/stop", None),
     ("GET", "sessions/{sid}/events", None),
+    ("GET", "sessions/{sid}/changes", None),
 ]
-ROUTE_IDS = ["get", "rename", "archive", "prompt", "stop", "events"]
+ROUTE_IDS = ["get", "rename", "archive", "prompt", "stop", "events", "changes"]
 
 
 # -- listing -------------------------------------------------------------------------------
