@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _NO_BLOB = re.compile(r"0+")
 _HEADER = b"\ndiff --git "
 _READ_BYTES = 256 * 1024
+PATCH_TIMEOUT_S = 60.0  # the patches' git diff; what it wrote by then is shown, the rest marked cut
 
 
 @dataclass(frozen=True)
@@ -109,11 +111,10 @@ async def _patches(git_dir: Path, old: str, head: str, wanted: int, limits: Diff
         "git", "diff", "--patch", *SAFE_DIFF_OPTIONS, old, head, "--",
         env={**os.environ, **LOCAL_ENV, "GIT_DIR": str(git_dir)}, cwd=str(git_dir),
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        limit=_READ_BYTES,
     )  # fmt: skip
-    assert proc.stdout is not None
     chunks: list[_Chunk] = []
     kept_bytes = read_bytes = 0
-    cut = False
 
     def feed(piece: bytes) -> None:
         nonlocal kept_bytes
@@ -127,38 +128,44 @@ async def _patches(git_dir: Path, old: str, head: str, wanted: int, limits: Diff
         chunk.data += piece
         kept_bytes += len(piece)
 
-    tail = b"\n"  # the output's first line is a header too
-    try:
-        while True:
-            block = await asyncio.wait_for(proc.stdout.read(_READ_BYTES), 60.0)
-            if not block:
-                break
+    async def pump() -> bool:
+        """Read git's output to its end, or until nothing more is wanted or kept; True when cut short."""
+        nonlocal read_bytes
+        tail = b"\n"  # the output's first line is a header too
+        while block := await proc.stdout.read(_READ_BYTES):  # type: ignore[union-attr]
             read_bytes += len(block)
             data = tail + block
             start = 0
             while (at := data.find(_HEADER, start)) != -1:
                 feed(data[start : at + 1])
                 if len(chunks) == wanted:  # every listed file has its patch: the rest is not needed
-                    cut = True
-                    break
+                    return True
                 chunks.append(_Chunk(bytearray()))
                 start = at + 1
-            if cut:
-                break
             keep = max(start, len(data) - len(_HEADER) + 1)  # a header may straddle two reads
             feed(data[start:keep])
             tail = data[keep:]
             if read_bytes > limits.max_read_bytes or kept_bytes >= limits.max_total_diff_bytes:
-                cut = True
                 if chunks:
                     chunks[-1].cut = True
-                break
-        if not cut:
-            feed(tail)
+                return True
+        feed(tail)
+        return False
+
+    try:
+        # One timeout for the whole read, not one per read: a wait_for per block costs a task each.
+        cut = await asyncio.wait_for(pump(), PATCH_TIMEOUT_S)
+    except asyncio.TimeoutError:
+        cut = True
+        if chunks:
+            chunks[-1].cut = True
     finally:
         if proc.returncode is None:
+            # os.kill, not proc.kill(): Popen.kill() polls first, reaping a git that just ended
+            # behind asyncio's child watcher (which then warns of an unknown child). A zombie
+            # keeps its pid until the watcher reaps it, so the signal can reach no other process.
             try:
-                proc.kill()
+                os.kill(proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
         await proc.wait()

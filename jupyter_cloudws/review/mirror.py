@@ -20,6 +20,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import signal
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -80,7 +81,7 @@ async def run_git(
     try:
         out, err = await asyncio.wait_for(proc.communicate(input_bytes), timeout_s)
     except asyncio.TimeoutError:
-        proc.kill()
+        os.kill(proc.pid, signal.SIGKILL)  # not proc.kill(): see changes._patches
         await proc.wait()
         raise GitFailed(-1, f"git {args[0]} took longer than {timeout_s:.0f} s") from None
     if check and proc.returncode != 0:

@@ -188,3 +188,12 @@ async def test_the_mirror_fetches_only_when_a_commit_is_missing(hub, ws):
     await hub.changes(ws.sid, ADA)
     assert git("--git-dir", str(mirror), "rev-parse", f"refs/remotes/origin/{BRANCH}") == fetched
     assert not (mirror / "hooks").exists(), "the mirror has no hooks, not even samples"
+
+
+async def test_past_the_file_limit_the_rest_are_counted_not_listed(hub, ws):
+    hub.review.limits = DiffLimits(max_files=3)
+    prompt = await ws.prompt({f"f{i}.txt": f"{i}\n" for i in range(5)})
+    answer = await hub.changes(ws.sid, ADA, prompt)
+    assert [f["path"] for f in answer["files"]] == ["f0.txt", "f1.txt", "f2.txt"]
+    assert answer["totals"] == {"files": 5, "additions": 5, "deletions": 0} and answer["truncated"] is True
+    assert all(not f["diff_truncated"] and f["diff"].endswith(f"+{i}\n") for i, f in enumerate(answer["files"]))
