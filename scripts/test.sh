@@ -17,5 +17,21 @@ if [ "${#missing[@]}" -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# GitHub's OpenAPI description (with its example payloads): the fake GitHub in tests builds its
+# answers from it and validates them against it. Fetched once from the npm registry.
+OPENAPI=.cache/octokit/api.github.com.json
+if [ ! -s "$OPENAPI" ]; then
+    if ! command -v npm >/dev/null 2>&1; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+    fi
+    pack_dir="$(mktemp -d)"
+    (cd "$pack_dir" && npm pack --silent @octokit/openapi@23.0.2 >/dev/null)
+    tar -xzf "$pack_dir"/octokit-openapi-23.0.2.tgz -C "$pack_dir" package/generated/api.github.com.json
+    mkdir -p "$(dirname "$OPENAPI")"
+    mv "$pack_dir"/package/generated/api.github.com.json "$OPENAPI"
+    rm -rf "$pack_dir"
+fi
+export CLOUDWS_GITHUB_OPENAPI="$PWD/$OPENAPI"
 .venv/bin/ruff check --quiet jupyter_cloudws sandbox tests benchmarks
 exec .venv/bin/python -m pytest -p no:cacheprovider "$@"

@@ -10,13 +10,15 @@ Fixtures:
 * ``git_http`` -- a started :class:`~jupyter_cloudws.testing.git_http.GitHttpServer` (real
   ``git http-backend``, clone and push) serving bare repositories under ``tmp_path``;
   ``git_http.make_remote(name, files)`` returns the URL of a new one with a commit on ``main``.
+* ``fake_github`` -- a started fake GitHub REST API (``fake_github.py``) over ``git_http``'s
+  repositories, every answer checked against GitHub's OpenAPI description.
 """
 
 from __future__ import annotations
 
 import os
 import pathlib
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -75,3 +77,19 @@ def claude_env(fake_anthropic: FakeAnthropic, tmp_path: pathlib.Path) -> dict[st
 def git_http(tmp_path: pathlib.Path) -> Iterator[GitHttpServer]:
     with GitHttpServer(tmp_path / "git-http") as server:
         yield server
+
+
+@pytest.fixture
+def fake_github(git_http: GitHttpServer) -> Iterator[Any]:
+    """A started :class:`~jupyter_cloudws.testing.fake_github.FakeGitHub` serving ``git_http``'s
+    repositories. Without GitHub's OpenAPI description (scripts/test.sh fetches it) the test
+    fails and says how to get it: the fake is only worth anything held to that contract."""
+    from .github_contract import SpecMissing  # jsonschema takes seconds to import: only when used
+    from .fake_github import FakeGitHub
+
+    try:
+        fake = FakeGitHub(git_http)
+    except SpecMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
+    with fake:
+        yield fake
