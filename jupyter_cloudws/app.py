@@ -32,6 +32,13 @@ from .handlers import (
     WarmHandler,
 )
 from .github import GitHub
+from .github.handlers import (
+    ArtifactsHandler,
+    GitHubBranchesHandler,
+    GitHubReposHandler,
+    PullRequestDraftHandler,
+    PullRequestHandler,
+)
 from .hub import HubSettings, SessionHub
 from .store import SessionStore
 
@@ -248,6 +255,12 @@ class CloudWorkspaces(ExtensionApp):
                 (url_path_join("/", api, "prebuilds"), PrebuildsHandler),
                 (url_path_join("/", api, "prebuilds", r"(?P<build_id>[^/]+)"), PrebuildHandler),
                 (url_path_join("/", api, "warm"), WarmHandler),
+                (url_path_join("/", api, "sessions", _SESSION, "pull-request"), PullRequestHandler),
+                (url_path_join("/", api, "sessions", _SESSION, "pull-request", "draft"), PullRequestDraftHandler),
+                (url_path_join("/", api, "sessions", _SESSION, "artifacts"), ArtifactsHandler),
+                (url_path_join("/", api, "github", "repos"), GitHubReposHandler),
+                (url_path_join("/", api, "github", "repos", r"(?P<owner>[^/]+)", r"(?P<repo>[^/]+)", "branches"),
+                 GitHubBranchesHandler),
             ]
         )
 

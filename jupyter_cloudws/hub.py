@@ -105,6 +105,9 @@ class SessionHub:
         from .review import Review  # review builds on this module too
 
         self.review = Review(self)
+        from .github.pulls import PullRequests  # pulls.py builds on this module too
+
+        self.pull_requests = PullRequests(self)
 
     async def start(self) -> None:
         """Find again what a previous server left: live sandboxes and unfinished prompts."""

@@ -101,7 +101,10 @@ _UPDATABLE = {
     "sandbox_cursor", "base_branch", "snapshot_id", "snapshot_at",
 }  # fmt: skip
 # Columns added after schema version 1 shipped: added in place to an older database.
-_ADDED_COLUMNS = {"sessions": (("snapshot_id", "TEXT"), ("snapshot_at", "REAL"))}
+_ADDED_COLUMNS = {
+    "sessions": (("snapshot_id", "TEXT"), ("snapshot_at", "REAL")),
+    "artifacts": (("updated_at", "REAL"),),
+}
 PROMPT_ACTIVE = ("queued", "running")
 # A prebuilt repository image (``jupyter cloudws prebuild``): one row per build.
 IMAGE_STATUSES = ("building", "ready", "failed")
@@ -370,16 +373,39 @@ class SessionStore:
         aid = new_id()
         now = time.time()
         self._db.execute(
-            "INSERT INTO artifacts (id, session_id, kind, data, created_at) VALUES (?, ?, ?, ?, ?)",
-            (aid, session_id, kind, json.dumps(data), now),
+            "INSERT INTO artifacts (id, session_id, kind, data, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (aid, session_id, kind, json.dumps(data), now, now),
         )
-        return {"id": aid, "session_id": session_id, "kind": kind, "data": data, "created_at": now}
+        return self.get_artifact(aid)
+
+    def update_artifact(self, artifact_id: str, data: dict[str, Any]) -> dict[str, Any]:
+        """Replace an artifact's data (a pull request's new state); ``updated_at`` moves."""
+        cur = self._db.execute(
+            "UPDATE artifacts SET data = ?, updated_at = ? WHERE id = ?", (json.dumps(data), time.time(), artifact_id)
+        )
+        if cur.rowcount == 0:
+            raise KeyError(artifact_id)
+        return self.get_artifact(artifact_id)
+
+    def get_artifact(self, artifact_id: str) -> dict[str, Any]:
+        row = self._db.execute("SELECT * FROM artifacts WHERE id = ?", (artifact_id,)).fetchone()
+        if row is None:
+            raise KeyError(artifact_id)
+        return _artifact_row(row)
 
     def artifacts(self, session_id: str) -> list[dict[str, Any]]:
         rows = self._db.execute(
-            "SELECT * FROM artifacts WHERE session_id = ? ORDER BY created_at", (session_id,)
+            "SELECT * FROM artifacts WHERE session_id = ? ORDER BY created_at, rowid", (session_id,)
         )
-        return [{**dict(r), "data": json.loads(r["data"])} for r in rows]
+        return [_artifact_row(r) for r in rows]
+
+    def events_of_type(self, session_id: str, kind: str, *, limit: int, newest: bool = False) -> list[dict[str, Any]]:
+        """Up to ``limit`` events of one type, oldest first (``newest``: the last ones, newest first)."""
+        rows = self._db.execute(
+            f"SELECT body FROM events WHERE session_id = ? AND type = ? ORDER BY seq {'DESC' if newest else 'ASC'} LIMIT ?",
+            (session_id, kind, limit),
+        )
+        return [json.loads(r["body"]) for r in rows]
 
     # -- prebuilt repository images ------------------------------------------------------------
 
@@ -457,6 +483,14 @@ class _Transaction:
 def _session_row(row: sqlite3.Row) -> dict[str, Any]:
     data = {k: row[k] for k in SESSION_FIELDS}
     data["archived"] = bool(data["archived"])
+    return data
+
+
+def _artifact_row(row: sqlite3.Row) -> dict[str, Any]:
+    data = dict(row)
+    data["data"] = json.loads(data["data"])
+    if data["updated_at"] is None:  # stored before artifacts had the column
+        data["updated_at"] = data["created_at"]
     return data
 
 

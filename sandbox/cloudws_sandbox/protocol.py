@@ -160,6 +160,21 @@ class ErrorEvent(EventBody):
     message_id: str | None = None
 
 
+PULL_REQUEST_STATES = ("draft", "open", "merged", "closed")
+
+
+@dataclass(frozen=True)
+class PullRequestEvent(EventBody):
+    """The session's pull request was opened, found, or changed state on the git host. Written
+    by the hub alone (a sandbox could claim anything)."""
+
+    type: ClassVar[str] = "pull_request"
+    number: int
+    url: str
+    state: str
+    title: str
+
+
 EVENT_TYPES: dict[str, type[EventBody]] = {
     cls.type: cls
     for cls in (
@@ -171,12 +186,14 @@ EVENT_TYPES: dict[str, type[EventBody]] = {
         SandboxProgressEvent,
         GitEvent,
         ErrorEvent,
+        PullRequestEvent,
     )
 }
 
-# What a sandbox may put in its log and send the hub. ``user_message`` is the hub's alone: a
-# sandbox that could write one would put words in the user's mouth.
-SANDBOX_EVENT_TYPES: frozenset[str] = frozenset(EVENT_TYPES) - {"user_message"}
+# What a sandbox may put in its log and send the hub. ``user_message`` and ``pull_request`` are
+# the hub's alone: a sandbox that could write them would put words in the user's mouth, or show
+# a pull request that does not exist.
+SANDBOX_EVENT_TYPES: frozenset[str] = frozenset(EVENT_TYPES) - {"user_message", "pull_request"}
 
 MAX_SEQ = 2**53  # seq numbers beyond this are refused (JSON readers lose integer precision)
 
@@ -249,6 +266,8 @@ def validate_event_body(data: dict[str, Any]) -> dict[str, Any]:
         raise ProtocolError("bad_event", f"unknown sandbox status {data['status']!r}")
     if kind == "sandbox_progress" and (data["step"] not in PROGRESS_STEPS or data["state"] not in PROGRESS_STATES):
         raise ProtocolError("bad_event", f"unknown progress step or state {data['step']!r}/{data['state']!r}")
+    if kind == "pull_request" and data["state"] not in PULL_REQUEST_STATES:
+        raise ProtocolError("bad_event", f"unknown pull request state {data['state']!r}")
     if kind == "tool_call" and data.get("status", "running") not in TOOL_STATUSES:
         raise ProtocolError("bad_event", f"unknown tool status {data['status']!r}")
     if kind == "git":

@@ -22,23 +22,8 @@ from jupyter_cloudws.testing.github_contract import (
     default_contract,
     load_spec,
 )
+from github_helpers import REPO, push_branch
 from support import git
-
-REPO = "octo-user/project"
-
-
-def push_branch(server: GitHttpServer, full_name: str, branch: str, tmp: Path, files: dict[str, str]) -> str:
-    """Commit ``files`` on a new ``branch`` of ``full_name`` and push it; its sha."""
-    work = tmp / f"push-{branch.replace('/', '-')}"
-    git("clone", "--quiet", server.url_for(full_name), str(work))
-    git("checkout", "--quiet", "-b", branch, cwd=work)
-    for rel, content in files.items():
-        (work / rel).write_text(content)
-    git("add", "--all", cwd=work)
-    git("commit", "--quiet", "-m", f"work on {branch}", cwd=work)
-    git("push", "--quiet", "origin", f"HEAD:refs/heads/{branch}", cwd=work)
-    return git("rev-parse", "HEAD", cwd=work)
-
 
 def call(fake: FakeGitHub, method: str, path: str, **kwargs: Any) -> httpx.Response:
     headers = {"Authorization": f"Bearer {fake.token}", **kwargs.pop("headers", {})}
