@@ -18,6 +18,7 @@ from cloudws_sandbox.protocol import (
     Ping,
     PromptRequest,
     ProtocolError,
+    PullRequestEvent,
     SandboxProgressEvent,
     SandboxStatusEvent,
     Stop,
@@ -170,6 +171,7 @@ SAMPLES = [
     GitEvent("cloudws/abc", "deadbeef", pushed=True, message_id="m1"),
     GitEvent("cloudws/abc", "", pushed=False, committed=False, error="push rejected"),
     ErrorEvent("agent_crashed", "Claude Code exited with status 1", message_id="m1"),
+    PullRequestEvent(7, "https://github.com/o/r/pull/7", "merged", "Add a README"),
 ]
 
 
