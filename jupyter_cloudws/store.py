@@ -269,10 +269,12 @@ class SessionStore:
         ).fetchall()
         return [json.loads(r["body"]) for r in rows[:limit]], len(rows) > limit
 
-    def events_of_type(self, session_id: str, kind: str) -> list[dict[str, Any]]:
-        """All of a session's events of one type, oldest first (a prompt's ``git`` event, say)."""
+    def events_of_type(self, session_id: str, kind: str, *, limit: int = -1, newest: bool = False) -> list[dict[str, Any]]:
+        """A session's events of one type (a prompt's ``git`` event, say), oldest first; with
+        ``limit`` only that many; ``newest``: the last ones, newest first."""
         rows = self._db.execute(
-            "SELECT body FROM events WHERE session_id = ? AND type = ? ORDER BY seq", (session_id, kind)
+            f"SELECT body FROM events WHERE session_id = ? AND type = ? ORDER BY seq {'DESC' if newest else 'ASC'} LIMIT ?",
+            (session_id, kind, limit),
         ).fetchall()
         return [json.loads(r["body"]) for r in rows]
 
@@ -398,14 +400,6 @@ class SessionStore:
             "SELECT * FROM artifacts WHERE session_id = ? ORDER BY created_at, rowid", (session_id,)
         )
         return [_artifact_row(r) for r in rows]
-
-    def events_of_type(self, session_id: str, kind: str, *, limit: int, newest: bool = False) -> list[dict[str, Any]]:
-        """Up to ``limit`` events of one type, oldest first (``newest``: the last ones, newest first)."""
-        rows = self._db.execute(
-            f"SELECT body FROM events WHERE session_id = ? AND type = ? ORDER BY seq {'DESC' if newest else 'ASC'} LIMIT ?",
-            (session_id, kind, limit),
-        )
-        return [json.loads(r["body"]) for r in rows]
 
     # -- prebuilt repository images ------------------------------------------------------------
 

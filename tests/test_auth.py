@@ -35,6 +35,9 @@ ROUTES = [
     ("POST", "sessions/{sid}/stop", {}),
     ("GET", "sessions/{sid}/events", None),
     ("GET", "sessions/{sid}/changes", None),
+    ("GET", "sessions/{sid}/artifacts", None),
+    ("GET", "sessions/{sid}/pull-request/draft", None),
+    ("GET", "github/repos", None),
 ]
 # Without terminals (not ours), any route lacking an authentication decorator would warn: as
 # an error here, that fails the server's start.

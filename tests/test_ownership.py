@@ -152,8 +152,10 @@ SESSION_ROUTES = [
     ("POST", "sessions/{sid}/stop", None),
     ("GET", "sessions/{sid}/events", None),
     ("GET", "sessions/{sid}/changes", None),
+    ("GET", "sessions/{sid}/artifacts", None),
+    ("GET", "sessions/{sid}/pull-request/draft", None),
 ]
-ROUTE_IDS = ["get", "rename", "archive", "prompt", "stop", "events", "changes"]
+ROUTE_IDS = ["get", "rename", "archive", "prompt", "stop", "events", "changes", "artifacts", "pr-draft"]
 
 
 # -- listing -------------------------------------------------------------------------------

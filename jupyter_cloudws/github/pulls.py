@@ -140,7 +140,7 @@ class PullRequests:
         prompts = store.events_of_type(session_id, "user_message", limit=MAX_BODY_PROMPTS)
         total = len(prompts)
         if total == MAX_BODY_PROMPTS:
-            total = len(store.events_of_type(session_id, "user_message", limit=10_000))
+            total = len(store.events_of_type(session_id, "user_message"))
         last_text = store.events_of_type(session_id, "assistant_text", limit=1, newest=True)
         texts = [p["text"] for p in prompts]
         return {

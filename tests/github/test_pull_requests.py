@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from jupyter_server.auth import IdentityProvider, User
+from jupyter_server.auth import Authorizer, IdentityProvider, User
 
 from cloudws_sandbox.protocol import AssistantText, GitEvent, UserMessage
 from github_helpers import REPO, push_branch
@@ -310,3 +310,28 @@ class TestWithoutAToken:
         assert "c.GitHub.token or the server's GITHUB_TOKEN" in error["message"]
         assert fake_github.requests == []
 
+
+
+class ReadOnly(Authorizer):
+    """May look at cloudws, never change it."""
+
+    def is_authorized(self, handler: Any, user: Any, action: str, resource: str) -> bool:
+        return resource == "cloudws" and action == "read"
+
+
+class TestAReadOnlyUser:
+    @pytest.fixture
+    def jp_server_config(self, jp_server_config: dict) -> dict:
+        return {**jp_server_config, "ServerApp": {**jp_server_config["ServerApp"], "authorizer_class": ReadOnly}}
+
+    async def test_may_list_but_not_open_a_pull_request(
+        self, alice: Api, hub: Any, fake_github: FakeGitHub, git_http: GitHttpServer, project: str, tmp_path: Path
+    ) -> None:
+        session = hub.create_session({"repo": project}, owner="alice")
+        stage_work(hub, git_http, session, tmp_path)
+        assert (await alice.get("github/repos"))[0] == 200
+        assert (await alice.get("github/repos/octo-user/project/branches"))[0] == 200
+        assert (await alice.get(f"sessions/{session['id']}/artifacts")) == (200, {"artifacts": []})
+        code, refused = await alice.post(f"sessions/{session['id']}/pull-request")
+        assert code == 403 and refused["code"]
+        assert fake_github.pulls == [] and hub.store.artifacts(session["id"]) == []
