@@ -170,6 +170,11 @@ SAMPLES = [
     SandboxProgressEvent("setup", "failed", elapsed_ms=1200, detail="exit code 1", output="npm ERR! 404"),
     GitEvent("cloudws/abc", "deadbeef", pushed=True, message_id="m1"),
     GitEvent("cloudws/abc", "", pushed=False, committed=False, error="push rejected"),
+    GitEvent("cloudws/abc", "b" * 40, pushed=True, message_id="m1", before="a" * 40, files_total=301, files=[
+        {"path": "src/app.py", "status": "modified", "additions": 3, "deletions": 1},
+        {"path": "docs/new name.md", "old_path": "old.md", "status": "renamed", "additions": 0, "deletions": 0},
+        {"path": "logo.png", "status": "added", "additions": None, "deletions": None},
+    ]),  # fmt: skip
     ErrorEvent("agent_crashed", "Claude Code exited with status 1", message_id="m1"),
     PullRequestEvent(7, "https://github.com/o/r/pull/7", "merged", "Add a README"),
 ]
