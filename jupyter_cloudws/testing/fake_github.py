@@ -110,10 +110,11 @@ class ApiError(Exception):
 
 
 class FakeGitHub:
-    def __init__(self, git: GitHttpServer, *, token: str = DEFAULT_TOKEN, user: str = DEFAULT_USER,
+    def __init__(self, git: GitHttpServer, *, token: str | None = None, user: str = DEFAULT_USER,
                  contract: Contract | None = None) -> None:  # fmt: skip
         self.git = git
-        self.token = token
+        # One token for both, as on GitHub: the git server's when it requires one.
+        self.token = token or git.token or DEFAULT_TOKEN
         self.user = user
         self.contract = contract if contract is not None else default_contract()
         self.repos: dict[str, FakeRepo] = {}

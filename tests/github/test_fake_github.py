@@ -140,3 +140,12 @@ def test_each_served_operation_is_in_the_description() -> None:
     for operation_id in OPERATIONS:
         assert contract.operation(operation_id)["operationId"] == operation_id
         assert contract.example(operation_id)
+
+
+def test_one_token_serves_git_and_the_api(tmp_path: Path) -> None:
+    with GitHttpServer(tmp_path / "private", token="ghp_private_repo_token") as private, FakeGitHub(private) as fake:
+        private.make_remote(REPO)
+        fake.add_repo(REPO, private=True)
+        assert fake.token == "ghp_private_repo_token"
+        assert call(fake, "GET", "/user/repos").json()[0]["private"] is True
+        assert fake.errors == []
