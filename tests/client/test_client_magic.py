@@ -3,6 +3,7 @@ line says, and mistakes print a usage message, not a traceback."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +22,8 @@ WAIT_S = 60
 def fake() -> Iterator[FakeAnthropic]:
     with FakeAnthropic() as fake:
         fake.on("add a license", tool_use("Write", {"file_path": "LICENSE", "content": "MIT\n"}), text("Added."))
+        fake.on("bump x", tool_use("Bash", {"command": "sed -i 's/x = 1/x = 2/' app.py analysis.ipynb"}),
+                text("x is now 2."))
         fake.on("spin for a while", tool_use("Bash", {"command": "echo spin && sleep 30 && echo end",
                                                        "timeout": 60000}), text("Spun."))  # fmt: skip
         yield fake
@@ -125,3 +128,30 @@ def test_checkout_brings_the_sessions_branch_into_the_notebooks_clone(shell, cap
     assert out.startswith(f"Switched {clone} to {session.branch}") and not err
     assert (clone / "LICENSE").read_text() == "MIT\n"
     assert git("symbolic-ref", "--short", "HEAD", cwd=clone) == session.branch
+
+
+def test_diff_and_session_changes_show_a_prompts_code_and_notebook_changes(shell, capsys, tmp_path: Path):
+    notebook = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [
+        {"cell_type": "code", "id": "c0", "metadata": {}, "execution_count": 1, "source": ["x = 1\n", "print(x)\n"],
+         "outputs": [{"output_type": "stream", "name": "stdout", "text": ["1\n"]}]}]}  # fmt: skip
+    repo = make_bare_repo(tmp_path, "bumped", {"app.py": "x = 1\nprint(x)\n", "analysis.ipynb": json.dumps(notebook)})
+    magic(shell, f"new {repo}", capsys)
+    session = shell.find_magic("cloudws").__self__.session
+    magic(shell, "--wait Please bump x", capsys)
+    prompt_id = next(e.message_id for e in session.events if e.type == "user_message")
+
+    changes = session.changes()
+    assert [f.path for f in changes] == ["analysis.ipynb", "app.py"]
+    assert changes.head.ref == session.branch and changes.base.sha == git("--git-dir", str(repo), "rev-parse", "main")
+    assert "-x = 1\n+x = 2\n" in changes["app.py"].diff
+    (cell,) = changes["analysis.ipynb"].cells
+    assert (cell.index, cell.cell_type, cell.status) == (0, "code", "modified") and "+x = 2" in cell.source_diff
+    assert session.changes(prompt=prompt_id).totals == changes.totals
+    assert "app.py (modified, +1 −1)" in changes._repr_html_()
+
+    out, err = magic(shell, "diff", capsys)
+    assert out.strip() == f"<cloudws.Changes {changes.summary()}>" and not err
+    out, err = magic(shell, f"diff --prompt {prompt_id} app.py", capsys)
+    assert out.strip() == "<cloudws.Changes 1 file changed +1 −1>" and not err
+    out, err = magic(shell, "diff --prompt not-a-prompt", capsys)
+    assert err.startswith("cloudws: ") and "unknown_prompt, HTTP 404" in err and "Traceback" not in err
