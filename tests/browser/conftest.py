@@ -3,7 +3,8 @@ headless Chromium through Playwright's sync API (plain, non-async tests).
 
 * ``lab`` (module) -- a started JupyterLab ``ServerProcess``; its root dir is ``lab.work_dir``.
   Override the module-scoped ``lab_files`` ({relative path: str | bytes | Path to copy}) or
-  ``lab_cloudws_config`` (extra ``c.CloudWorkspaces`` settings) in a test module to change it.
+  ``lab_cloudws_config`` (extra ``c.CloudWorkspaces`` settings) or ``lab_server_config`` (other
+  sections of the server's config, e.g. ``{"GitHub": {...}}``) in a test module to change it.
 * ``lab_fake_anthropic`` (module) -- the ``FakeAnthropic`` every sandbox of ``lab`` talks to.
 * ``browser`` (module) -- Chromium (``/usr/bin/chromium``; the module is skipped without it).
 * ``page`` -- a fresh context and page (1400x900). On teardown: ``final.png`` and ``console.txt``
@@ -75,11 +76,18 @@ def lab_cloudws_config() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
+def lab_server_config() -> dict[str, Any]:
+    """More sections of the module's lab's server config (``{"GitHub": {...}}``)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
 def lab(
     tmp_path_factory: pytest.TempPathFactory,
     lab_fake_anthropic: FakeAnthropic,
     lab_files: dict[str, str | bytes | Path],
     lab_cloudws_config: dict[str, Any],
+    lab_server_config: dict[str, Any],
 ) -> Iterator[ServerProcess]:
     root = tmp_path_factory.mktemp("lab")
     data_dir = root / "cloudws-data"
@@ -96,7 +104,7 @@ def lab(
         "local_repo_roots": [str(root)],  # tests make their repositories under the lab's root
         **lab_cloudws_config,
     }
-    server = ServerProcess(root, cloudws_config=config, app="jupyterlab")
+    server = ServerProcess(root, cloudws_config=config, app="jupyterlab", config=lab_server_config)
     server.work_dir.mkdir(parents=True, exist_ok=True)
     for rel, content in lab_files.items():
         target = server.work_dir / rel
