@@ -15,7 +15,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from .protocol import MAX_GIT_EVENT_FILES, branch_name_problem
+from .protocol import MAX_GIT_EVENT_FILES, MAX_GIT_PATH_CHARS, branch_name_problem
 
 GIT_TIMEOUT_S = 300.0
 _URL_CREDENTIALS = re.compile(r"(://)[^/@\s]+@")
@@ -236,7 +236,10 @@ async def changed_files(cwd: str, before: str, after: str) -> tuple[list[dict[st
     out = await git_bytes("diff", "--raw", "--numstat", "-z", "--no-abbrev", *SAFE_DIFF_OPTIONS,
                           before or await empty_tree(cwd), after, "--", cwd=cwd)  # fmt: skip
     changes = parse_raw_numstat(out)
-    return [c.event_entry() for c in changes[:MAX_GIT_EVENT_FILES]], len(changes)
+    # A path longer than the protocol allows (none a file system makes) is counted, not listed:
+    # the hub would refuse the whole event for it.
+    fits = [c for c in changes if len(c.path) <= MAX_GIT_PATH_CHARS and len(c.old_path or "") <= MAX_GIT_PATH_CHARS]
+    return [c.event_entry() for c in fits[:MAX_GIT_EVENT_FILES]], len(changes)
 
 
 async def empty_tree(cwd: str) -> str:

@@ -98,3 +98,19 @@ def test_odd_paths_survive_the_parse():
     first, second = gitops.parse_raw_numstat(out)
     assert (first.path, first.status, first.additions, first.deletions) == (":colon\tand tab", "modified", 3, 1)
     assert (second.old_path, second.path, second.status) == ("old\nname", "new\ufffdname", "renamed")
+
+
+async def test_a_path_longer_than_the_protocol_allows_is_counted_not_listed(work):
+    before = commit(work, "empty")
+    (work / "short.txt").write_text("ok\n")
+    run("add", "short.txt", cwd=work)
+    # No file system makes such a path, but a commit can name one: stage it without a file.
+    blob = subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=work, input="x\n", capture_output=True,
+                          text=True, check=True).stdout.strip()  # fmt: skip
+    long_path = "/".join(["d" * 200] * 25) + "/f.txt"
+    run("update-index", "--add", "--cacheinfo", f"100644,{blob},{long_path}", cwd=work)
+    run("commit", "--quiet", "-m", "long", cwd=work)
+    after = run("rev-parse", "HEAD", cwd=work)
+    files, total = await gitops.changed_files(str(work), before, after)
+    assert [f["path"] for f in files] == ["short.txt"] and total == 2
+    validate_event_body(GitEvent("b", after, True, before=before, files=files, files_total=total).to_dict())
