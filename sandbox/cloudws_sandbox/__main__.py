@@ -1,7 +1,9 @@
-"""``python -m cloudws_sandbox serve|attach``: run the runtime daemon, or pipe stdio to a running one.
+"""``python -m cloudws_sandbox serve|attach|credential``: run the runtime daemon, pipe stdio to a
+running one, or answer git as its credential helper.
 
 ``attach`` is the byte stream for backends that can only exec a process in the sandbox (Modal,
-``docker exec``, ``kubectl exec``): the hub talks JSON lines to its stdin/stdout.
+``docker exec``, ``kubectl exec``): the hub talks JSON lines to its stdin/stdout. ``credential``
+is what the daemon's own git calls run (see credentials.py); anyone else's git gets nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from .cli import find_cli
+from .credentials import helper_main
 from .daemon import Daemon, DaemonConfig
 
 SOCKET_NAME = "bridge.sock"
@@ -37,7 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--wait-timeout-s", type=float, default=300.0, help="give up waiting after this long")
     attach = sub.add_parser("attach", help="pipe stdin/stdout to a running daemon's bridge socket")
     attach.add_argument("--socket", required=True, type=Path)
+    credential = sub.add_parser("credential", help="git's credential helper for the daemon's own git calls")
+    credential.add_argument("action", help="get, store or erase (git's credential helper protocol)")
     args = parser.parse_args(argv)
+
+    if args.command == "credential":  # before logging is set up: git reads this process's stdout
+        return helper_main(args.action, sys.stdin, sys.stdout)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.command == "serve":

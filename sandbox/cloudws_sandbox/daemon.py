@@ -32,6 +32,8 @@ from .protocol import (
 )
 
 from . import gitops, startup
+from .credentials import SOCKET_NAME as CREDENTIAL_SOCKET_NAME
+from .credentials import Credential, CredentialBroker
 from .redaction import Redactor, StreamRedactor
 from .setup_script import SETUP_TIMEOUT_S
 
@@ -85,6 +87,10 @@ class DaemonConfig:
     # without starting the agent; the hub then snapshots the sandbox.
     prebuild: bool = False
     setup_timeout_s: float = SETUP_TIMEOUT_S  # the repository's .cloudws/setup.sh, at most
+    # The repository needs the git credential the hub sends over the bridge (``credentials``):
+    # clone, fetch and push wait for it, at most ``git_credentials_timeout_s``.
+    git_credentials: bool = False
+    git_credentials_timeout_s: float = 120.0
 
     @classmethod
     def load(cls, path: Path) -> DaemonConfig:
@@ -127,6 +133,8 @@ class Daemon:
         # The conversation lives in the CLI's config dir, which the backend keeps per session.
         self.conversation = Conversation(config_dir(), config.workdir)
         self.idle = IdleTimer(idle_timeout_from_env(), self._busy, self._end_idle)
+        self.credentials = CredentialBroker(state_dir / CREDENTIAL_SOCKET_NAME, required=config.git_credentials,
+                                            timeout_s=config.git_credentials_timeout_s)  # fmt: skip
 
     # -- life -------------------------------------------------------------------------------
 
@@ -144,6 +152,7 @@ class Daemon:
             )
             os.chmod(self.socket_path, 0o600)
             where = str(self.socket_path)
+        await self.credentials.start()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
@@ -165,6 +174,7 @@ class Daemon:
             self.log.append(SandboxStatusEvent("stopped", self._stop_detail))
             for bridge in list(self._bridges):
                 bridge.finish()
+            await self.credentials.close()
             self.log.close()
 
     async def _setup(self) -> None:
@@ -173,6 +183,7 @@ class Daemon:
             tree = await startup.prepare_work_tree(
                 repo=config.repo, workdir=config.workdir, base_branch=config.base_branch, branch=config.branch,
                 restore_kind=config.restore_kind, prebuild=config.prebuild, append=self.log.append,
+                auth=self.credentials,
             )  # fmt: skip
             if tree.fresh:  # a restored work tree had its setup run before its image was made
                 await startup.run_setup_step(config.workdir, self.redactor, config.setup_timeout_s, self.log.append)
@@ -409,7 +420,7 @@ class Daemon:
             changed = committed or sha != head_before
             if changed:
                 files, files_total = await self._changed_files(head_before, sha)
-                await gitops.push(workdir, branch)
+                await gitops.push(workdir, branch, self.credentials)
             self.log.append(GitEvent(branch, sha, pushed=changed, committed=changed, message_id=op["message_id"],
                                      before=head_before or None, files=files, files_total=files_total))  # fmt: skip
         except gitops.GitError as exc:
@@ -480,6 +491,11 @@ class Daemon:
         elif name == "interrupt":
             asyncio.get_running_loop().create_task(self._interrupt())
             outbox.send({"kind": "ack", "op": "interrupt", "message_id": self.current})
+        elif name == "credentials":
+            # Never logged: the password is the user's token. Redacted from all the sandbox sends.
+            self.redactor.add(op["password"])
+            self.credentials.set(Credential(op["protocol"], op["host"], op["username"], op["password"]))
+            outbox.send({"kind": "ack", "op": "credentials"})
         elif name == "ping":
             outbox.send({"kind": "pong"})
         elif name == "shutdown":

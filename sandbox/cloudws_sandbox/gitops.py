@@ -1,7 +1,8 @@
 """Git as the sandbox uses it: clone, put the session branch in place, commit and push.
 
-Credentials never appear here: a token reaches git through the sandbox environment or a
-credential helper, so clone URLs, error messages and events stay clean.
+Credentials never appear here: the network calls (clone, fetch, push) take an ``auth``, the
+daemon's :class:`~cloudws_sandbox.credentials.CredentialBroker`, whose helper gives git the token
+for that one call, so clone URLs, error messages and events stay clean.
 
 Every value that comes from a user (repository, branch names) is put where git cannot read it
 as an option: after ``--``, or as the argument of an option that takes one. The hub refuses such values too; this is the
@@ -14,8 +15,13 @@ import asyncio
 import os
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from .credentials import CredentialMissing, config_env
 from .protocol import MAX_GIT_EVENT_FILES, MAX_GIT_PATH_CHARS, branch_name_problem
+
+if TYPE_CHECKING:
+    from .credentials import CredentialBroker, Ticket
 
 GIT_TIMEOUT_S = 300.0
 _URL_CREDENTIALS = re.compile(r"(://)[^/@\s]+@")
@@ -44,18 +50,42 @@ class Author:
         }
 
 
-async def git(*args: str, cwd: str, env: dict[str, str] | None = None, check: bool = True) -> str:
-    out = await git_bytes(*args, cwd=cwd, env=env, check=check)
+async def git(*args: str, cwd: str, env: dict[str, str] | None = None, check: bool = True,
+              config: list[tuple[str, str]] | None = None, auth: CredentialBroker | None = None) -> str:
+    out = await git_bytes(*args, cwd=cwd, env=env, check=check, config=config, auth=auth)
     return out.decode(errors="replace").strip()
 
 
-async def git_bytes(*args: str, cwd: str, env: dict[str, str] | None = None, check: bool = True) -> bytes:
-    """git's output as it wrote it: for ``-z`` output, whose paths need not be UTF-8."""
+async def git_bytes(*args: str, cwd: str, env: dict[str, str] | None = None, check: bool = True,
+                    config: list[tuple[str, str]] | None = None, auth: CredentialBroker | None = None) -> bytes:
+    """git's output as it wrote it: for ``-z`` output, whose paths need not be UTF-8. ``config``
+    entries go in through ``GIT_CONFIG_*`` (they reach child processes too, and outrank the
+    repository's config). A call that reaches the network passes ``auth``."""
     full_env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", **(env or {})}
+    for name in ("GIT_ASKPASS", "SSH_ASKPASS"):  # a login prompt would run them beside the helper
+        full_env.pop(name, None)
+    entries = list(config or [])
+    if auth is None:
+        return await _run_git(args, cwd, full_env, entries, check, None)
+    try:
+        await auth.ready()
+    except CredentialMissing as exc:
+        raise GitError(f"git {args[0]} did not run: {exc}") from None
+    with auth.call() as ticket:
+        auth_entries, auth_env = auth.env(ticket)
+        return await _run_git(args, cwd, {**full_env, **auth_env}, auth_entries + entries, check, ticket)
+
+
+async def _run_git(args: tuple[str, ...], cwd: str, env: dict[str, str], entries: list[tuple[str, str]],
+                   check: bool, ticket: Ticket | None) -> bytes:  # fmt: skip
+    if entries:
+        env = {**env, **config_env(entries)}
     proc = await asyncio.create_subprocess_exec(
-        "git", *args, cwd=cwd, env=full_env,
+        "git", *args, cwd=cwd, env=env,
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
+    if ticket is not None:
+        ticket.set_pid(proc.pid)
     try:
         out, err = await asyncio.wait_for(proc.communicate(), GIT_TIMEOUT_S)
     except asyncio.TimeoutError:
@@ -63,14 +93,17 @@ async def git_bytes(*args: str, cwd: str, env: dict[str, str] | None = None, che
         await proc.wait()
         raise GitError(f"git {args[0]} took longer than {GIT_TIMEOUT_S:.0f} s") from None
     if check and proc.returncode != 0:
-        raise GitError(redact(f"git {args[0]} failed: {err.decode(errors='replace').strip()}"))
+        stderr = err.decode(errors="replace").strip()
+        # git's own words for a refused login ("could not read Username") say nothing of why.
+        reason = ticket.explain(stderr) if ticket is not None else None
+        raise GitError(redact(f"git {args[0]} failed: {reason or stderr}"))
     return out
 
 
-async def clone(repo: str, dest: str) -> None:
+async def clone(repo: str, dest: str, auth: CredentialBroker | None = None) -> None:
     parent = os.path.dirname(dest) or "."
     os.makedirs(parent, exist_ok=True)
-    await git("clone", "--no-recurse-submodules", "--", repo, dest, cwd=parent)
+    await git("clone", "--no-recurse-submodules", "--", repo, dest, cwd=parent, auth=auth)
 
 
 async def default_branch(cwd: str) -> str:
@@ -109,9 +142,9 @@ async def prepare_branch(cwd: str, base_branch: str, branch: str) -> str:
     return base
 
 
-async def fetch(cwd: str) -> None:
+async def fetch(cwd: str, auth: CredentialBroker | None = None) -> None:
     """Bring origin's branches up to date; local branches are left as they are."""
-    await git("fetch", "--quiet", "--", "origin", cwd=cwd)
+    await git("fetch", "--quiet", "--", "origin", cwd=cwd, auth=auth)
 
 
 async def local_branch_exists(cwd: str, branch: str) -> bool:
@@ -263,11 +296,9 @@ async def commit_all(cwd: str, message: str, author: Author) -> bool:
 PUSH_CONFIG = {"core.logAllRefUpdates": "false", "receive.autogc": "false"}
 
 
-async def push(cwd: str, branch: str) -> None:
-    env = {"GIT_CONFIG_COUNT": str(len(PUSH_CONFIG))}
-    for i, (key, value) in enumerate(PUSH_CONFIG.items()):
-        env |= {f"GIT_CONFIG_KEY_{i}": key, f"GIT_CONFIG_VALUE_{i}": value}
-    await git("push", "--quiet", "--", "origin", f"HEAD:refs/heads/{branch}", cwd=cwd, env=env)
+async def push(cwd: str, branch: str, auth: CredentialBroker | None = None) -> None:
+    await git("push", "--quiet", "--", "origin", f"HEAD:refs/heads/{branch}", cwd=cwd,
+              config=list(PUSH_CONFIG.items()), auth=auth)  # fmt: skip
 
 
 def commit_message(prompt: str, session_id: str, max_subject_chars: int = 72) -> str:

@@ -548,7 +548,13 @@ def pong_frame() -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 BRIDGE_MAX_LINE_BYTES = 8 * 1024 * 1024
-BRIDGE_OPS = ("attach", "prompt", "interrupt", "ping", "shutdown")
+BRIDGE_OPS = ("attach", "prompt", "interrupt", "ping", "shutdown", "credentials")
+# A git credential for the daemon's own clone, fetch and push (see credentials.py). Values are
+# checked by shape only, and no error message ever quotes them: the password is a token.
+CREDENTIAL_FIELDS = ("protocol", "host", "username", "password")
+CREDENTIAL_PROTOCOLS = ("https", "http")
+MAX_CREDENTIAL_CHARS = 4096
+_CREDENTIAL_HOST = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 
 
 def parse_bridge_op(raw: str | bytes) -> dict[str, Any]:
@@ -563,7 +569,26 @@ def parse_bridge_op(raw: str | bytes) -> dict[str, Any]:
         for key in ("message_id", "text"):
             if not isinstance(obj.get(key), str):
                 raise ProtocolError("bad_request", f"prompt op needs string {key!r}")
+    elif op == "credentials":
+        check_credential(obj)
     return obj
+
+
+def check_credential(obj: dict[str, Any]) -> dict[str, str]:
+    """The ``protocol``, ``host``, ``username`` and ``password`` of a credentials op, checked as
+    git's credential protocol needs them (one line each: a newline would forge another key)."""
+    values = {key: obj.get(key) for key in CREDENTIAL_FIELDS}
+    for key, value in values.items():
+        if not isinstance(value, str) or not value or len(value) > MAX_CREDENTIAL_CHARS:
+            raise ProtocolError("bad_request", f"credentials op needs a non-empty string {key!r} "
+                                f"of at most {MAX_CREDENTIAL_CHARS} characters")  # fmt: skip
+        if "\n" in value or "\0" in value or "\r" in value:
+            raise ProtocolError("bad_request", f"credentials op field {key!r} may not hold a newline or NUL")
+    if values["protocol"] not in CREDENTIAL_PROTOCOLS:
+        raise ProtocolError("bad_request", f"credentials op 'protocol' must be one of {', '.join(CREDENTIAL_PROTOCOLS)}")
+    if not _CREDENTIAL_HOST.fullmatch(values["host"]):
+        raise ProtocolError("bad_request", "credentials op 'host' must be a host name or address, with an optional :port")
+    return values  # type: ignore[return-value]
 
 
 def parse_bridge_reply(raw: str | bytes) -> dict[str, Any]:
@@ -597,6 +622,11 @@ def parse_bridge_reply(raw: str | bytes) -> dict[str, Any]:
 
 def bridge_attach(after: int) -> dict[str, Any]:
     return {"op": "attach", "v": PROTOCOL_VERSION, "after": after}
+
+
+def bridge_credentials(protocol: str, host: str, username: str, password: str) -> dict[str, Any]:
+    """The git credential a sandbox's own git calls answer with (held in memory, never logged)."""
+    return {"op": "credentials", "protocol": protocol, "host": host, "username": username, "password": password}
 
 
 def bridge_prompt(message_id: str, text: str, model: str | None, author: dict[str, Any]) -> dict[str, Any]:

@@ -16,14 +16,22 @@ REDACTED = "[redacted]"
 
 class Redactor:
     def __init__(self, secrets: Iterable[str | None]) -> None:
+        self.secrets: list[str] = []
+        self.pattern: re.Pattern[str] | None = None
+        self._set(secrets)
+
+    def _set(self, secrets: Iterable[str | None]) -> None:
         # Longest first, so a secret that contains another is replaced whole.
         self.secrets = sorted({s for s in secrets if s and len(s) >= MIN_SECRET_CHARS}, key=len, reverse=True)
         # One left-to-right pass (alternatives longest first): replacing secret by secret would
         # let a replacement's text join its neighbours into a match, and a stream could not
         # reproduce that result piece by piece.
-        self.pattern: re.Pattern[str] | None = (
-            re.compile("|".join(re.escape(s) for s in self.secrets)) if self.secrets else None
-        )
+        self.pattern = re.compile("|".join(re.escape(s) for s in self.secrets)) if self.secrets else None
+
+    def add(self, secret: str | None) -> None:
+        """Redact ``secret`` too from now on (one that arrives later, such as a git token)."""
+        if secret and secret not in self.secrets:
+            self._set([*self.secrets, secret])
 
     @property
     def longest_chars(self) -> int:

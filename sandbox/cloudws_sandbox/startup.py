@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import gitops
+from .credentials import CredentialBroker
 from .protocol import ErrorEvent, SandboxProgressEvent, SandboxStatusEvent
 from .redaction import Redactor
 from .setup_script import SETUP_SCRIPT, OutputBatcher, ScriptRefused, find_setup_script, run_setup_script
@@ -58,18 +59,20 @@ class WorkTree:
 
 
 async def prepare_work_tree(
-    *, repo: str, workdir: str, base_branch: str, branch: str, restore_kind: str, prebuild: bool, append: Append
+    *, repo: str, workdir: str, base_branch: str, branch: str, restore_kind: str, prebuild: bool, append: Append,
+    auth: CredentialBroker | None = None,
 ) -> WorkTree:
-    """The work tree in place, on the session branch (on the base branch for a prebuild)."""
+    """The work tree in place, on the session branch (on the base branch for a prebuild).
+    ``auth`` gives the clone and fetch the repository's credential."""
     if restore_kind not in RESTORE_KINDS:
         raise StartupError(f"unknown restore_kind {restore_kind!r}: expected one of {RESTORE_KINDS}")
     present = (Path(workdir) / ".git").exists()
     if prebuild:
         if present:
             step = Step(append, "fetch", "fetching from origin")
-            await _or_fail(step, gitops.fetch(workdir))
+            await _or_fail(step, gitops.fetch(workdir, auth))
         else:
-            step = await _clone(repo, workdir, append)
+            step = await _clone(repo, workdir, append, auth)
         base = await _or_fail(step, gitops.checkout_base(workdir, base_branch))
         step.done(f"on {base}")
         return WorkTree(f"prebuilt on {base}", fresh=True)
@@ -82,13 +85,13 @@ async def prepare_work_tree(
             append(ErrorEvent("restore_fell_back", note))
             # What is left there (a work tree whose .git the agent removed) would stop the clone.
             shutil.rmtree(workdir, ignore_errors=True)
-            return await _clone_and_branch(repo, workdir, base_branch, branch, append)
+            return await _clone_and_branch(repo, workdir, base_branch, branch, append, auth)
         # A snapshot taken while git was committing holds its lock; nothing runs git here yet.
         (Path(workdir) / ".git" / "index.lock").unlink(missing_ok=True)
         restore.done("work tree found")
         step = Step(append, "fetch", "fetching from origin")
         try:
-            await gitops.fetch(workdir)
+            await gitops.fetch(workdir, auth)
             fetched = True
         except gitops.GitError as exc:  # the sandbox may work offline on what it has
             step.failed(f"could not fetch from origin; working from what the image holds: {exc}")
@@ -99,19 +102,20 @@ async def prepare_work_tree(
         return WorkTree(f"on branch {branch}, restored from {_RESTORED_FROM[restore_kind]} ({start})", fresh=False)
     if present:  # a daemon restarted in the same sandbox: all was done before
         return WorkTree(f"on branch {branch}", fresh=False)
-    return await _clone_and_branch(repo, workdir, base_branch, branch, append)
+    return await _clone_and_branch(repo, workdir, base_branch, branch, append, auth)
 
 
-async def _clone(repo: str, workdir: str, append: Append) -> Step:
+async def _clone(repo: str, workdir: str, append: Append, auth: CredentialBroker | None) -> Step:
     what = f"cloning {gitops.redact(repo)}"
     append(SandboxStatusEvent("cloning", what))  # clients before sandbox_progress rely on it
     step = Step(append, "clone", what)
-    await _or_fail(step, gitops.clone(repo, workdir))
+    await _or_fail(step, gitops.clone(repo, workdir, auth))
     return step
 
 
-async def _clone_and_branch(repo: str, workdir: str, base_branch: str, branch: str, append: Append) -> WorkTree:
-    step = await _clone(repo, workdir, append)
+async def _clone_and_branch(repo: str, workdir: str, base_branch: str, branch: str, append: Append,
+                            auth: CredentialBroker | None) -> WorkTree:  # fmt: skip
+    step = await _clone(repo, workdir, append, auth)
     base = await _or_fail(step, gitops.prepare_branch(workdir, base_branch, branch))
     step.done(f"on branch {branch} from {base}")
     return WorkTree(f"on branch {branch} from {base}", fresh=True)

@@ -29,9 +29,9 @@ async def test_a_stop_during_the_clone_ends_the_prompt_before_it_starts(tmp_path
     release_clone = asyncio.Event()
     real_clone = daemon_module.gitops.clone
 
-    async def slow_clone(repo: str, dest: str) -> None:
+    async def slow_clone(repo: str, dest: str, auth: object = None) -> None:
         await release_clone.wait()  # the clone takes as long as the test wants
-        await real_clone(repo, dest)
+        await real_clone(repo, dest, auth)
 
     monkeypatch.setattr(daemon_module.gitops, "clone", slow_clone)
     state = tmp_path / "state"
