@@ -13,7 +13,8 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from .backends.base import BridgeStream, LineTooLong
-from cloudws_sandbox.protocol import ProtocolError, dumps, parse_bridge_reply
+from .github.settings import GitCredential
+from cloudws_sandbox.protocol import ProtocolError, bridge_credentials, dumps, parse_bridge_reply
 
 log = logging.getLogger("jupyter_cloudws.bridge")
 
@@ -49,6 +50,13 @@ class BridgeClient:
         except (ConnectionError, OSError) as exc:
             self.closed = True
             raise BridgeClosed(str(exc)) from exc
+
+    async def send_credential(self, credential: GitCredential | None) -> None:
+        """Hand the daemon the git credential its clone, fetch and push use (none: nothing sent).
+        Sent after every attach: the daemon holds it in memory only."""
+        if credential is not None:
+            await self.send(bridge_credentials(credential.protocol, credential.host, credential.username,
+                                               credential.password))  # fmt: skip
 
     async def frames(self) -> AsyncIterator[dict[str, Any]]:
         """Frames until the stream ends, breaks, or stays silent past ``silence_timeout_s``."""

@@ -228,6 +228,7 @@ class Prebuilds:
             branch=f"cloudws/prebuild-{row['id'][:8]}", env=self.hub.sandbox_env(secrets=False),
             secret_names=self.hub.settings.secret_names, prebuild=True,
             setup_timeout_s=self.hub.settings.setup_timeout_s,
+            git_credentials=self.hub.github.credential_for(row["repo"]) is not None,
         )  # fmt: skip
         steps.hub_step("start", "running", f"a {backend.name} sandbox")
         try:
@@ -238,7 +239,7 @@ class Prebuilds:
         box["sandbox_id"] = sandbox_id
         self.store.update_repo_image(row["id"], sandbox_id=sandbox_id)
         steps.hub_step("start", "done", sandbox_id)
-        await self._follow(sandbox_id, steps)
+        await self._follow(sandbox_id, row["repo"], steps)
         setup = steps.failed("setup")
         if setup is not None:
             tail = f"\n{setup['output']}" if setup["output"] else ""
@@ -249,12 +250,13 @@ class Prebuilds:
         steps.hub_step("image", "done", image_id)
         return image_id
 
-    async def _follow(self, sandbox_id: str, steps: _Steps) -> None:
+    async def _follow(self, sandbox_id: str, repo: str, steps: _Steps) -> None:
         """Read the sandbox's events until it reports ``ready``; raise if it fails or ends."""
         backend = self.hub.backend
         bridge = BridgeClient(await backend.connect(sandbox_id), sandbox_id)
         try:
             await bridge.send(bridge_attach(0))
+            await bridge.send_credential(self.hub.github.credential_for(repo))
             async for frame in bridge.frames():
                 event = frame.get("event") if frame["kind"] == "event" else None
                 if event is None:

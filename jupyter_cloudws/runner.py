@@ -382,6 +382,7 @@ class SessionRunner:
         cursor = self.store.sandbox_record(self.session_id)["sandbox_cursor"]
         self._reader = self.spawn(self._read(bridge))
         await bridge.send(bridge_attach(cursor))
+        await bridge.send_credential(self.hub.github.credential_for(self.store.get_session(self.session_id)["repo"]))
         if settings.bridge_heartbeat_s > 0:
             self.spawn(self._heartbeat(bridge, settings.bridge_heartbeat_s))
         caught_up = self.spawn(self._caught_up.wait())

@@ -57,6 +57,7 @@ def session_spec(hub: SessionHub, session: dict[str, Any], image_id: str | None,
         branch=session["branch"], model=session["model"], owner=session["owner"], env=hub.sandbox_env(),
         secret_names=hub.settings.secret_names, conversation_dir=hub.conversation_dir(session["id"]),
         restore_from=image_id, restore_kind=kind or SNAPSHOT, setup_timeout_s=hub.settings.setup_timeout_s,
+        git_credentials=hub.github.credential_for(session["repo"]) is not None,
     )  # fmt: skip
 
 

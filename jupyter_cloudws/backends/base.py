@@ -110,6 +110,9 @@ class SandboxSpec:
     # Backends pass it on as ``DaemonConfig.prebuild``.
     prebuild: bool = False
     setup_timeout_s: float = 1800.0  # the repository's .cloudws/setup.sh may run this long
+    # The repository needs the git credential the hub sends over the bridge after each attach:
+    # the daemon's clone and fetch wait for it. Backends pass it on as ``DaemonConfig.git_credentials``.
+    git_credentials: bool = False
 
 
 @dataclass(frozen=True)

@@ -186,7 +186,7 @@ class LocalBackend(SandboxBackend):
             session_id=spec.session_id, repo=spec.repo, base_branch=spec.base_branch, branch=spec.branch,
             model=spec.model, cli_path=cli, workdir=str(box / "repo"), secret_names=list(spec.secret_names),
             prebuild=spec.prebuild, restore_kind=spec.restore_kind if snapshot is not None else "",
-            setup_timeout_s=spec.setup_timeout_s,
+            setup_timeout_s=spec.setup_timeout_s, git_credentials=spec.git_credentials,
         ).save(box / "config.json")  # fmt: skip
         env = _base_env()
         env.update(spec.env)

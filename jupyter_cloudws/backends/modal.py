@@ -228,6 +228,7 @@ class ModalBackend(SandboxBackend):
             session_id=spec.session_id, repo=spec.repo, base_branch=spec.base_branch, branch=spec.branch,
             model=spec.model, cli_path="", workdir=layout.WORKDIR, secret_names=list(spec.secret_names),
             restore_kind=restore, prebuild=spec.prebuild, setup_timeout_s=spec.setup_timeout_s,
+            git_credentials=spec.git_credentials,
         )  # fmt: skip
         config_data = dataclasses.asdict(config)
         conversation = await asyncio.to_thread(_pack_conversation, spec.conversation_dir) if not restore == "snapshot" else None

@@ -269,3 +269,18 @@ def test_the_credentials_op_round_trips_and_bad_values_are_refused_without_being
         with pytest.raises(ProtocolError) as caught:
             parse_bridge_op(json.dumps({**op, **bad}))
         assert TOKEN not in caught.value.message and "a\nprotocol" not in caught.value.message
+
+
+async def test_a_push_the_host_forbids_is_reported_as_refused(tmp_path):
+    with GitHttpServer(tmp_path / "readonly", token=TOKEN, allow_push=False) as host:
+        url = host.make_remote("private")
+        async with started(tmp_path) as broker:
+            broker.set(credential_for(host))
+            work = tmp_path / "work"
+            await gitops.clone(url, str(work), broker)
+            (work / "new.txt").write_text("hello\n")
+            await gitops.commit_all(str(work), "add new.txt", AUTHOR)
+            with pytest.raises(gitops.GitError) as caught:
+                await gitops.push(str(work), "cloudws/session", broker)
+        where = host.url
+    assert f"the git host refused the token for {where} (HTTP 403)" in str(caught.value)
