@@ -288,10 +288,12 @@ function render({ model, el }) {
   };
   const onDiff = (msg) => {
     if (msg.type !== "diff") return;
-    diffs.set(`${msg.scope}\n${msg.path}`, msg);
+    const key = `${msg.scope}\n${msg.path}`;
+    diffs.set(key, msg);
     for (const row of root.querySelectorAll("details.cw-file")) {
       if (row.cwScope === msg.scope && row.cwPath === msg.path && row.open) review.fill(row);
     }
+    if (msg.error) diffs.delete(key); // shown once; opened again, the file is asked for again
   };
   model.on("msg:custom", onDiff);
 
@@ -303,7 +305,7 @@ function render({ model, el }) {
     sessionChanges.replaceChildren();
     sessionChanges.hidden = !s.id || !c.state;
     if (c.state === "loading") sessionChanges.append(h("span", { class: "cw-muted", text: "Changes: …" }));
-    else if (c.state === "error") sessionChanges.append(h("span", { class: "cw-muted", title: c.error || "", text: "Changes: unavailable" }));
+    else if (c.state === "error") sessionChanges.append(h("span", { class: "cw-diff-error", text: `Changes unavailable: ${c.error || "unknown error"}` }));
     else if (c.state === "ready" && !c.files_total) sessionChanges.append(h("span", { class: "cw-muted", text: "No changes yet" }));
     else if (c.state === "ready") {
       sessionChanges.append(h("details", { class: "cw-changes", "data-id": "session-files", open: openIds.has("session-files") },
