@@ -252,7 +252,8 @@ class SessionHub:
         if parsed.scheme in ("https", "http", "ssh", "git"):
             if parsed.password or (parsed.username and parsed.scheme in ("https", "http")):
                 raise HubError(400, "credentials_in_url",
-                               "put git credentials in the sandbox environment, not in the repository URL")  # fmt: skip
+                               "a repository URL may not carry credentials: the server's c.GitHub.token (or GITHUB_TOKEN) "
+                               "gives the sandbox access to private repositories on c.GitHub.url")  # fmt: skip
             if not parsed.hostname or parsed.hostname.startswith("-") or (parsed.username or "").startswith("-"):
                 raise HubError(400, "bad_repo", f"{repo!r} names no host, or one that begins with '-'; 'repo' must be {allowed}")
             return repo
