@@ -17,14 +17,8 @@ from typing import Any
 import pytest
 
 from cloudws_sandbox import gitops
-from cloudws_sandbox.credentials import (
-    NONCE_ENV,
-    SOCKET_ENV,
-    Credential,
-    CredentialBroker,
-    helper_command,
-    helper_main,
-)
+from cloudws_sandbox.credential_helper import NONCE_ENV, SOCKET_ENV, helper_main
+from cloudws_sandbox.credentials import Credential, CredentialBroker, helper_command
 from cloudws_sandbox.protocol import ProtocolError, bridge_credentials, parse_bridge_op
 from jupyter_cloudws.testing.git_http import GitHttpServer
 
