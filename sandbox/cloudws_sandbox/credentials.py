@@ -216,11 +216,13 @@ class CredentialBroker:
             return {}
         if action != "get":
             return {}
-        ticket.asked_host = f"{protocol}://{host}" if protocol and host else ticket.asked_host
         if ticket.pid is None:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(ticket.started.wait(), START_WAIT_S)
-        refusal = self._refusal(ticket, protocol, host, peer_pid)
+        from_git = self._descends(ticket, peer_pid)
+        if from_git and protocol and host:  # for the error message, if git fails
+            ticket.asked_host = f"{protocol}://{host}"
+        refusal = self._refusal(from_git, protocol, host)
         if refusal is not None:
             ticket.refusal = refusal
             self._tickets.pop(ticket.nonce, None)  # burnt: whatever asked next with it gets nothing
@@ -231,8 +233,8 @@ class CredentialBroker:
         ticket.served = True
         return {"username": self.credential.username, "password": self.credential.password}
 
-    def _refusal(self, ticket: Ticket, protocol: str, host: str, peer_pid: int | None) -> str | None:
-        if not self._descends(ticket, peer_pid):
+    def _refusal(self, from_git: bool, protocol: str, host: str) -> str | None:
+        if not from_git:
             return "the request did not come from git's own transport of the daemon's git call"
         if self.credential is None:
             return ("the hub has sent no git credential for it (set c.GitHub.token, or GITHUB_TOKEN, on the "
