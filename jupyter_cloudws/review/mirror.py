@@ -10,8 +10,9 @@ an empty template, and ``core.hooksPath`` pointed at nothing), and diffs run wit
 global and system git config left out, so no diff driver or filter of theirs runs on it.
 
 A repository on the configured git host gets the token through a credential helper whose
-program text holds no secret: it prints two variables of its own process's environment, which
-only that git child has. The token is in no argument list, no file, no git config, no log.
+program text holds no secret: it copies out a pipe the hub fills and hands to that one git call
+(its number in ``CLOUDWS_GIT_CREDENTIAL_FD``). The token is in no argument list, no environment,
+no file, no git config, no log.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pathlib import Path
 
 from cloudws_sandbox.gitops import redact
 
-from ..github import GitHub
+from ..github import GitCredential, GitHub
 
 log = logging.getLogger("jupyter_cloudws.review")
 
@@ -34,8 +35,8 @@ FETCH_TIMEOUT_S = 300.0
 LOCAL_TIMEOUT_S = 60.0
 # The helper answers only "get"; git feeds it the request on stdin, which it ignores: the hub
 # gives git a credential only for the host that credential belongs to (credential.<url>.helper).
-_HELPER = '!f() { test "$1" = get || return 0; echo "username=$CLOUDWS_GIT_USERNAME"; ' \
-          'echo "password=$CLOUDWS_GIT_PASSWORD"; }; f'  # fmt: skip
+_HELPER = '!f() { test "$1" = get || return 0; cat "/dev/fd/$CLOUDWS_GIT_CREDENTIAL_FD"; }; f'
+CREDENTIAL_FD_ENV = "CLOUDWS_GIT_CREDENTIAL_FD"
 # Transports a session's repository may use (the hub checks the URL; this is the second line).
 _ALLOWED_PROTOCOLS = "https:http:ssh:git:file"
 
@@ -69,15 +70,30 @@ LOCAL_ENV = {
 
 async def run_git(
     git_dir: Path, *args: str, env: dict[str, str] | None = None, input_bytes: bytes | None = None,
-    timeout_s: float = LOCAL_TIMEOUT_S, check: bool = True,
+    timeout_s: float = LOCAL_TIMEOUT_S, check: bool = True, credential: GitCredential | None = None,
 ) -> bytes:  # fmt: skip
-    """Run git on ``git_dir`` and return its stdout; :class:`GitFailed` on a non-zero exit."""
+    """Run git on ``git_dir`` and return its stdout; :class:`GitFailed` on a non-zero exit.
+    A ``credential`` goes to git's helper through a pipe only this git call holds."""
     full_env = {**os.environ, **(env if env is not None else LOCAL_ENV), "GIT_DIR": str(git_dir)}
-    proc = await asyncio.create_subprocess_exec(
-        "git", *args, env=full_env, cwd=str(git_dir if git_dir.is_dir() else git_dir.parent),
-        stdin=asyncio.subprocess.PIPE if input_bytes is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    pass_fds: tuple[int, ...] = ()
+    if credential is not None:
+        answer = f"username={credential.username}\npassword={credential.password}\n".encode()
+        read_fd, write_fd = os.pipe()
+        try:
+            os.write(write_fd, answer)  # far below a pipe's buffer: never blocks
+        finally:
+            os.close(write_fd)
+        pass_fds = (read_fd,)
+        full_env[CREDENTIAL_FD_ENV] = str(read_fd)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            "git", *args, env=full_env, cwd=str(git_dir if git_dir.is_dir() else git_dir.parent),
+            stdin=asyncio.subprocess.PIPE if input_bytes is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, pass_fds=pass_fds,
+        )  # fmt: skip
+    finally:
+        for fd in pass_fds:
+            os.close(fd)  # git has its copy
     try:
         out, err = await asyncio.wait_for(proc.communicate(input_bytes), timeout_s)
     except asyncio.TimeoutError:
@@ -117,8 +133,6 @@ class Mirrors:
         if credential is not None:
             pairs += [("credential.helper", ""),
                       (f"credential.{credential.protocol}://{credential.host}.helper", _HELPER)]  # fmt: skip
-            env["CLOUDWS_GIT_USERNAME"] = credential.username
-            env["CLOUDWS_GIT_PASSWORD"] = credential.password
         return {**env, **_config_env(pairs)}
 
     async def _init(self, repo: str) -> Path:
@@ -188,7 +202,8 @@ class Mirrors:
 
     async def _remote_git(self, repo: str, path: Path, *args: str) -> bytes:
         try:
-            return await run_git(path, *args, env=self.remote_env(repo), timeout_s=FETCH_TIMEOUT_S)
+            return await run_git(path, *args, env=self.remote_env(repo), timeout_s=FETCH_TIMEOUT_S,
+                                 credential=self.github.credential_for(repo))  # fmt: skip
         except GitFailed as exc:
             message = self._redact(redact(str(exc)))
             log.warning("review mirror: git %s of %s failed: %s", args[0], self._redact(redact(repo)), message)
