@@ -10,6 +10,7 @@ the chat's sanitizer as a second layer.
 from __future__ import annotations
 
 import html
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -184,7 +185,7 @@ class Changes:
             deletions=sum(f.deletions or 0 for f in files), truncated=self.truncated, extra=self.extra,
         )  # fmt: skip
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[FileChange]:
         return iter(self.files)
 
     def __len__(self) -> int:
@@ -361,13 +362,14 @@ def _sanitized(fragment: str) -> str:
     Pygments' classes, and the sanitizer rightly drops inline styles."""
     from ..widget.markdown import PYGMENTS_CSS
 
-    return f'<style>{PYGMENTS_CSS}</style><div class="cloudws-md">{_CLEANER().clean(fragment)}</div>'
+    return f'<style>{PYGMENTS_CSS}</style><div class="cloudws-md">{_repr_cleaner().clean(fragment)}</div>'
 
 
 _cleaner: Any = None
 
 
-def _CLEANER() -> Any:
+def _repr_cleaner() -> Any:
+    """Built on first use: importing the client must not import the widget's renderer."""
     global _cleaner
     if _cleaner is None:
         import nh3
