@@ -8,9 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,75 +16,10 @@ from pathlib import Path
 import pytest
 
 from jupyter_cloudws.testing.fake_anthropic import text, tool_use
+from token_watch import ProcessSampler, files_holding
 from jupyter_cloudws.testing.git_http import GitHttpServer
 
 TOKEN = "ghp_privateE2eToken0123456789abcdefXYZ"
-SAMPLE_PERIOD_S = 0.02
-
-
-class ProcessSampler:
-    """Reads every process's command line, and the environment of every process this test
-    started (the server's sandboxes, their daemons, agents and git calls), over and over on a
-    thread, until stopped; records where the needle was found."""
-
-    def __init__(self, needle: str) -> None:
-        self.needle = needle.encode()
-        self.found: list[str] = []
-        self.samples = 0
-        self.agent_environs = 0  # environments of a running Claude Code read
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="token-sampler", daemon=True)
-
-    def __enter__(self) -> ProcessSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        me = os.getpid()
-        while not self._stop.is_set():
-            parents: dict[int, int] = {}
-            cmdlines: dict[int, bytes] = {}
-            for entry in os.scandir("/proc"):
-                if not entry.name.isdigit():
-                    continue
-                pid = int(entry.name)
-                try:
-                    cmdlines[pid] = Path(f"/proc/{pid}/cmdline").read_bytes()
-                    stat = Path(f"/proc/{pid}/stat").read_text()
-                    parents[pid] = int(stat.rsplit(")", 1)[1].split()[1])
-                except OSError:  # ended meanwhile
-                    continue
-            for pid, cmdline in cmdlines.items():
-                if self.needle in cmdline:
-                    self.found.append(f"cmdline of {pid}: {cmdline!r}")
-            for pid in _descendants(me, parents):
-                try:
-                    environ = Path(f"/proc/{pid}/environ").read_bytes()
-                except OSError:
-                    continue
-                if self.needle in environ:
-                    self.found.append(f"environ of {pid} ({cmdlines.get(pid, b'')[:200]!r})")
-                if b"claude" in cmdlines.get(pid, b"").split(b"\0")[0] and b"CLAUDE_CONFIG_DIR=" in environ:
-                    self.agent_environs += 1
-            self.samples += 1
-            self._stop.wait(SAMPLE_PERIOD_S)
-
-
-def _descendants(root: int, parents: dict[int, int]) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for pid, parent in parents.items():
-        children.setdefault(parent, []).append(pid)
-    seen, todo = set(), [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in seen:
-                seen.add(child)
-                todo.append(child)
-    return seen
 
 
 @pytest.fixture
@@ -103,18 +36,6 @@ def github_token() -> str:
 @pytest.fixture
 def jp_server_config(jp_server_config: dict, private_host: GitHttpServer, github_token: str) -> dict:
     return {**jp_server_config, "GitHub": {"url": private_host.url, "token": github_token}}
-
-
-def files_holding(root: Path, needle: str) -> list[str]:
-    hits = []
-    for path in root.rglob("*"):
-        if path.is_file() and not path.is_symlink():
-            try:
-                if needle.encode() in path.read_bytes():
-                    hits.append(str(path))
-            except OSError:
-                pass
-    return hits
 
 
 async def test_a_private_repository_clones_and_pushes_and_the_token_is_found_nowhere(
