@@ -56,7 +56,10 @@ class CheckoutResult:
         if not self.switched:
             return f"Fetched {where} ({self.sha[:8]}) into {self.clone}; your checkout is unchanged."
         left = f" (was on {self.previous})" if self.previous and self.previous != self.branch else ""
-        return f"Switched {self.clone} to {self.branch} at {self.sha[:8]}{left}."
+        text = f"Switched {self.clone} to {self.branch} at {self.sha[:8]}{left}."
+        if self.remote is None:  # git refuses a push to the branch a work tree has checked out
+            text += " The session pushes into this repository: switch back before its next prompt, or that push fails."
+        return text
 
 
 # --- pure decisions -----------------------------------------------------------------------------

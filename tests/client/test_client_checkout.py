@@ -137,6 +137,7 @@ def test_the_clone_that_is_the_sessions_repository_switches_without_a_remote(tmp
     result = checkout(str(repo / ".git"), BRANCH, path=repo)
     assert (result.remote, result.switched) == (None, True)
     assert git("symbolic-ref", "--short", "HEAD", cwd=repo) == BRANCH
+    assert "switch back before its next prompt" in str(result)
 
 
 # --- it refuses, and nothing moves ----------------------------------------------------------------
