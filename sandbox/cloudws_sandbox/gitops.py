@@ -291,14 +291,21 @@ async def commit_all(cwd: str, message: str, author: Author) -> bool:
 
 
 # A local origin is pushed to by a receive-pack running in the sandbox, which may write only the
-# origin's objects and session refs: no reflog, no housekeeping. Env, not -c: it reaches that
-# child process, and never a remote server.
+# origin's objects and session refs: no reflog (a repository with a work tree logs by default),
+# no housekeeping. git clears GIT_CONFIG_* for a local transport's receive-pack, so the settings
+# go on its command line, and only for a local origin: a server's receive-pack is its own.
 PUSH_CONFIG = {"core.logAllRefUpdates": "false", "receive.autogc": "false"}
+LOCAL_RECEIVE_PACK = "git " + " ".join(f"-c {key}={value}" for key, value in PUSH_CONFIG.items()) + " receive-pack"
+
+
+def is_local_url(url: str) -> bool:
+    return url.startswith("/") or url.startswith("file://")
 
 
 async def push(cwd: str, branch: str, auth: CredentialBroker | None = None) -> None:
-    await git("push", "--quiet", "--", "origin", f"HEAD:refs/heads/{branch}", cwd=cwd,
-              config=list(PUSH_CONFIG.items()), auth=auth)  # fmt: skip
+    origin = await git("remote", "get-url", "origin", cwd=cwd, check=False)
+    local = [f"--receive-pack={LOCAL_RECEIVE_PACK}"] if is_local_url(origin) else []
+    await git("push", "--quiet", *local, "--", "origin", f"HEAD:refs/heads/{branch}", cwd=cwd, auth=auth)
 
 
 def commit_message(prompt: str, session_id: str, max_subject_chars: int = 72) -> str:
