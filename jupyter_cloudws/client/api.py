@@ -100,6 +100,22 @@ class Client:
                 repos.append(s["repo"])
         return repos[:limit]
 
+    def github_repos(self, q: str | None = None) -> dict[str, Any]:
+        """The repositories the server's GitHub token can see, most recently pushed first, for the
+        new-session form: ``{configured, repos: [{full_name, private, pushed_at, default_branch,
+        clone_url, description}]}``. ``q`` keeps those whose name or description holds it
+        (ignoring case). ``configured`` is False, with no repositories, when the server has no
+        token (``c.GitHub.token``). A refusal of the host raises :class:`CloudwsError`."""
+        return self._http.request("GET", "/github/repos", params={"q": q} if q else None)
+
+    def github_branches(self, full_name: str) -> dict[str, Any]:
+        """``{default_branch, branches: [{name, protected}]}`` of ``full_name`` (``OWNER/NAME``),
+        the default branch first."""
+        owner, _, name = full_name.partition("/")
+        if not owner or not name or "/" in name:
+            raise ValueError(f"a repository is named OWNER/NAME, not {full_name!r}")
+        return self._http.request("GET", f"/github/repos/{quote(owner, safe='')}/{quote(name, safe='')}/branches")
+
     def panel(self, session: Session | None = None) -> Any:
         """The chat docked in JupyterLab's side area: ``session``'s, or the session picker."""
         from ..widget.panel import open_panel

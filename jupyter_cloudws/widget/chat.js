@@ -421,6 +421,16 @@ function render({ model, el }) {
     input.select();
   }
 
+  // The new-session form's GitHub repositories, kept across redraws of the form; `seq` and
+  // `branchSeq` number the asks, so that only the answer to the latest one is drawn.
+  const gh = { seq: 0, branchSeq: 0, asked: false, repos: null };
+  const onGithub = (msg) => {
+    const form = panel.querySelector(".cw-new");
+    if (form && msg.type === "github_repos") form.onRepos(msg);
+    if (form && msg.type === "github_branches") form.onBranches(msg);
+  };
+  model.on("msg:custom", onGithub);
+
   // The session picker and the new-session form share the panel slot.
   function redrawPanel() {
     const view = model.get("view");
@@ -457,29 +467,121 @@ function render({ model, el }) {
         : h("div", { class: "cw-empty", text: "No sessions yet. Start one with New." }));
   }
 
+  // The new-session form. With a GitHub token on the server, the repository field also offers the
+  // user's repositories (asked of the kernel, which asks the server off its own thread); choosing
+  // one lists its branches. A URL or a path typed in still works.
   function newSessionView() {
+    const form = h("div", { class: "cw-new" });
     const repo = h("input", { class: "cw-repo", placeholder: "Repository: a git URL or a local path", "aria-label": "Repository" });
     const title = h("input", { class: "cw-new-title", placeholder: "Title (optional)", "aria-label": "Title" });
     const branch = h("input", { class: "cw-base-branch", placeholder: "Base branch (default branch if empty)", "aria-label": "Base branch" });
+    const branchSel = h("select", { class: "cw-base-branch-select", "aria-label": "Base branch", hidden: true });
     const modelSel = h("select", { class: "cw-model", "aria-label": "Model" },
       (model.get("models") || []).map((m) => h("option", { value: m.id, text: m.label })));
     const chips = h("div", { class: "cw-chips" }, (model.get("recent_repos") || []).map((r) =>
-      h("button", { class: "cw-chip", title: r, onclick: () => { repo.value = r; repo.focus(); warm(); } }, r.split("/").filter(Boolean).pop() || r)));
+      h("button", { class: "cw-chip", title: r, onclick: () => { repo.value = r; onRepoInput(); repo.focus(); warm(); } }, r.split("/").filter(Boolean).pop() || r)));
+    const ghStatus = h("div", { class: "cw-gh-status", role: "status" });
+    const ghList = h("div", { class: "cw-gh-list", role: "listbox", "aria-label": "Your GitHub repositories" });
+    const baseBranch = () => (branchSel.hidden ? branch.value : branchSel.value).trim();
     // Choosing a repository starts work early: the server builds its image while the form is filled in.
     function warm() {
-      if (repo.value.trim()) send({ type: "warm_repo", repo: repo.value.trim(), base_branch: branch.value.trim() });
+      if (repo.value.trim()) send({ type: "warm_repo", repo: repo.value.trim(), base_branch: baseBranch() });
     }
-    for (const input of [repo, branch]) input.addEventListener("change", warm);
+    repo.addEventListener("change", warm);
+    branch.addEventListener("change", warm);
+    branchSel.addEventListener("change", warm);
     const create = () => {
       if (!repo.value.trim()) { repo.focus(); return; }
-      send({ type: "new_session", repo: repo.value.trim(), title: title.value.trim(), base_branch: branch.value.trim(), model: modelSel.value });
+      send({ type: "new_session", repo: repo.value.trim(), title: title.value.trim(), base_branch: baseBranch(), model: modelSel.value });
     };
-    for (const input of [repo, title, branch]) input.addEventListener("keydown", (e) => { if (e.key === "Enter") create(); });
-    return h("div", { class: "cw-new" },
-      h("div", { class: "cw-form-title", text: "New session" }), repo, chips, title, h("div", { class: "cw-row" }, modelSel, branch),
+    for (const input of [repo, title, branch]) input.addEventListener("keydown", (e) => { e.stopPropagation(); if (e.key === "Enter") create(); });
+
+    // -- the GitHub lists -------------------------------------------------------------------
+    let chosen = null; // the repository picked from the list, while the field still holds its URL
+    let timer = null;
+    const looksLikeLocation = (v) => /^[./~]|:\/\/|^git@/.test(v);
+    const matches = (r, q) => !q || `${r.full_name}\n${r.description}`.toLowerCase().includes(q.toLowerCase());
+    function drawRepos() {
+      const answer = gh.repos;
+      const q = chosen && repo.value.trim() === chosen.clone_url ? "" : repo.value.trim();
+      ghList.replaceChildren();
+      ghStatus.className = "cw-gh-status";
+      if (!answer) { ghStatus.textContent = gh.asked ? "Listing your GitHub repositories…" : ""; return; }
+      if (answer.error) { ghStatus.className = "cw-gh-status cw-gh-error"; ghStatus.textContent = answer.error; return; }
+      if (!answer.configured) { ghStatus.textContent = answer.hint || ""; return; }
+      if (looksLikeLocation(q)) { ghStatus.textContent = ""; return; }
+      // The last answer, narrowed at once by what was typed since; the server's answer to it follows.
+      const shown = answer.repos.filter((r) => matches(r, q));
+      ghStatus.textContent = shown.length ? "" : q ? `None of your GitHub repositories matches “${q}”` : "No GitHub repositories";
+      const now = Date.now() / 1000;
+      for (const r of shown) {
+        const pushed = Date.parse(r.pushed_at) / 1000;
+        const selected = !!chosen && chosen.full_name === r.full_name;
+        ghList.append(h("button", { class: `cw-gh-repo${selected ? " cw-gh-chosen" : ""}`, role: "option",
+          "aria-selected": selected ? "true" : "false", title: r.clone_url, onclick: () => choose(r) },
+          h("span", { class: "cw-gh-name", text: r.full_name }),
+          r.private ? h("span", { class: "cw-gh-private", title: "Private repository", text: "🔒 private" }) : null,
+          Number.isFinite(pushed) ? h("span", { class: "cw-gh-time", title: `pushed ${new Date(pushed * 1000).toLocaleString()}`,
+            text: `pushed ${relativeTime(pushed, now)}` }) : null,
+          r.description ? h("span", { class: "cw-gh-desc", text: r.description }) : null));
+      }
+    }
+    function askRepos() {
+      const q = repo.value.trim();
+      if (looksLikeLocation(q) || (chosen && q === chosen.clone_url)) return;
+      gh.seq += 1;
+      gh.asked = true;
+      send({ type: "github_repos", q, seq: gh.seq });
+    }
+    function showBranchInput() {
+      branchSel.hidden = true; branchSel.replaceChildren(); branch.hidden = false;
+    }
+    function onRepoInput() {
+      if (chosen && repo.value.trim() !== chosen.clone_url) { chosen = null; showBranchInput(); }
+      drawRepos();
+      clearTimeout(timer);
+      timer = setTimeout(askRepos, 250);
+    }
+    repo.addEventListener("input", onRepoInput);
+    function choose(r) {
+      chosen = r;
+      repo.value = r.clone_url;
+      gh.branchSeq += 1;
+      branchSel.replaceChildren(); branchSel.hidden = true; branch.hidden = false;
+      branch.value = ""; branch.placeholder = `Listing the branches of ${r.full_name}…`;
+      send({ type: "github_branches", full_name: r.full_name, seq: gh.branchSeq });
+      drawRepos();
+      warm();
+    }
+    form.onRepos = (msg) => {
+      if (msg.seq !== gh.seq) return; // an answer to something typed before
+      gh.repos = msg;
+      drawRepos();
+    };
+    form.onBranches = (msg) => {
+      if (msg.seq !== gh.branchSeq || !chosen || chosen.full_name !== msg.full_name) return;
+      branch.placeholder = "Base branch (default branch if empty)";
+      if (msg.error || !msg.branches.length) {
+        ghStatus.className = `cw-gh-status${msg.error ? " cw-gh-error" : ""}`;
+        ghStatus.textContent = msg.error || `${msg.full_name} has no branches yet`;
+        return; // the text field stays: a branch can still be typed
+      }
+      branchSel.replaceChildren(...msg.branches.map((b) => h("option", { value: b.name, selected: b.name === msg.default_branch,
+        text: `${b.name}${b.name === msg.default_branch ? " (default)" : ""}${b.protected ? " · protected" : ""}` })));
+      branchSel.value = msg.default_branch || msg.branches[0].name;
+      branchSel.hidden = false; branch.hidden = true;
+      warm();
+    };
+    drawRepos();
+    askRepos();
+
+    form.append(
+      h("div", { class: "cw-form-title", text: "New session" }), repo, ghStatus, ghList, chips, title,
+      h("div", { class: "cw-row" }, modelSel, branch, branchSel),
       h("div", { class: "cw-row" },
         h("button", { class: "cw-btn cw-primary", onclick: create }, "Create"),
         h("button", { class: "cw-btn", onclick: () => { model.set("view", (model.get("session") || {}).id ? "chat" : "sessions"); redrawPanel(); } }, "Cancel")));
+    return form;
   }
 
   // The transcript: keyed blocks, re-rendered only when their items changed.
@@ -605,7 +707,7 @@ function render({ model, el }) {
   for (const name of ["working", "error"]) model.on(`change:${name}`, renderComposer);
   for (const name of ["view", "sessions", "recent_repos"]) model.on(`change:${name}`, redrawPanel);
   all();
-  return () => { clearInterval(ticker); clearInterval(poll); model.off("msg:custom", onDiff); };
+  return () => { clearInterval(ticker); clearInterval(poll); model.off("msg:custom", onDiff); model.off("msg:custom", onGithub); };
 }
 
 export default { initialize, render };

@@ -7,9 +7,11 @@ resend of the whole transcript.
 
 Three threads touch the widget: the kernel's (front-end messages, displays), the client's
 stream thread (events, deltas, and the throttled re-render, scheduled on that thread's loop) and
-the review's workers (``_review``: the changes, diffs and pull request, fetched off both other
-threads: a request made on the stream thread would stall every session's stream, and one made
-on the kernel's would hold the chat's other messages behind it). ipywidgets is not thread-safe: a trait write sends a sync message and goes through
+the review's workers (``_review``: the changes, diffs and pull request, and the new-session
+form's GitHub repositories and branches, fetched off both other threads: a request made on the
+stream thread would stall every session's stream, and one made on the kernel's would hold the
+chat's other messages behind it). ipywidgets is not thread-safe: a trait write sends a sync
+message and goes through
 ``hold_sync`` and the property lock, which are per-widget state. So every trait write and every
 message, from either thread, happens under one lock, ``self._lock``; the ipywidgets entry points
 that send or read state (``send``, ``send_state``, ``set_state``, ``get_state``) take it too.
@@ -33,6 +35,7 @@ import anywidget
 import traitlets
 
 from .markdown import PYGMENTS_CSS
+from .repos import NOT_CONFIGURED_HINT, branch_choices, error_words, repo_choices
 from .review import changes_summary, file_view, find_file, pr_draft, pull_request_badge
 from .transcript import Item, Transcript
 
@@ -255,6 +258,9 @@ class ChatWidget(anywidget.AnyWidget):
         if kind == "warm_repo":  # a hint, before the error is cleared: it never shows one
             self._warm_repo(str(content.get("repo") or "").strip(), str(content.get("base_branch") or "").strip())
             return
+        if kind in ("github_repos", "github_branches"):  # the form's lists: an answer or its error goes to the form
+            self._submit(self._load_github_repos if kind == "github_repos" else self._load_github_branches, content)
+            return
         if kind in ("diff", "pr_poll"):  # asked by the view itself, not a user's action: an error stays shown
             if self._session is not None:
                 self._on_review_message(kind, content)
@@ -421,6 +427,38 @@ class ChatWidget(anywidget.AnyWidget):
                 return
             self._set(pr_form={}, **({"pull_request": badge} if badge else {}))
             self._show("chat")
+
+    # -- the new-session form's GitHub lists (kernel thread asks, review workers fetch) ----------
+
+    def _reply(self, reply: dict[str, Any]) -> None:
+        with self._lock:
+            if not self._closed:
+                self.send(reply)
+
+    def _load_github_repos(self, content: dict[str, Any]) -> None:
+        """The user's repositories for the form, matching ``q``; ``seq`` goes back as it came, so
+        that the view keeps only the answer to what was typed last."""
+        q = str(content.get("q") or "").strip()
+        reply: dict[str, Any] = {"type": "github_repos", "seq": content.get("seq"), "q": q}
+        github_repos = getattr(self.client, "github_repos", None)
+        try:
+            # An older client has no such call: the form is then as it was without a token.
+            answer = repo_choices(github_repos(q or None) if github_repos is not None else None)
+        except Exception as exc:
+            reply.update(configured=True, repos=[], error=f"Could not list your GitHub repositories: {error_words(exc)}")
+        else:
+            reply.update(answer, hint="" if answer["configured"] else NOT_CONFIGURED_HINT)
+        self._reply(reply)
+
+    def _load_github_branches(self, content: dict[str, Any]) -> None:
+        full_name = str(content.get("full_name") or "")
+        reply: dict[str, Any] = {"type": "github_branches", "seq": content.get("seq"), "full_name": full_name}
+        try:
+            reply.update(branch_choices(self.client.github_branches(full_name)))
+        except Exception as exc:
+            reply.update(default_branch="", branches=[],
+                         error=f"Could not list the branches of {full_name}: {error_words(exc)}")  # fmt: skip
+        self._reply(reply)
 
     def _require_session(self) -> Session:
         if self._session is None:
