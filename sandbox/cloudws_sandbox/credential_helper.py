@@ -1,9 +1,13 @@
-"""The credential helper git runs for the daemon's own network calls:
-``python -m cloudws_sandbox credential get|store|erase``.
+"""The credential helper git runs for the daemon's own network calls, as a script:
+``cd / && exec PYTHON -I -S .../credential_helper.py get|store|erase``.
 
-It imports next to nothing (git starts it for every network call): it reads git's request,
-asks the daemon's socket with the nonce of the git call it runs under (see credentials.py),
-and prints ``username=``/``password=`` only when the daemon answers with them.
+It reads git's request, asks the daemon's socket with the nonce of the git call it runs under
+(see credentials.py), and prints ``username=``/``password=`` only when the daemon answers with
+them. It is run as a file, not as ``-m cloudws_sandbox``, and imports only the standard library:
+``-I`` keeps the work tree (git's cwd, which the agent writes), ``PYTHONPATH`` and the user's
+site-packages off ``sys.path``, so a ``json.py`` or ``cloudws_sandbox/`` the agent plants there
+is never imported into the process that holds the password. Keep it so: no package-relative
+import, nothing outside the standard library.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 from pathlib import Path
 from typing import IO, Any
 
@@ -71,3 +76,7 @@ def _ask(socket_path: Path, request: dict[str, str]) -> dict[str, Any]:
             os.close(dir_fd)
     reply = json.loads(data) if data.strip() else {}
     return reply if isinstance(reply, dict) else {}
+
+
+if __name__ == "__main__":
+    sys.exit(helper_main(sys.argv[1] if len(sys.argv) == 2 else "", sys.stdin, sys.stdout))

@@ -90,12 +90,13 @@ class Ticket:
         return None
 
 
-def helper_command(runtime_root: str | None = None) -> str:
-    """The ``credential.helper`` value: this Python (``-S`` when the daemon runs so), this
-    runtime on its path. It holds no secret."""
-    root = runtime_root or str(Path(__file__).resolve().parent.parent)
-    flags = " -S" if sys.flags.no_site else ""
-    return f"!PYTHONPATH={shlex.quote(root)} exec {shlex.quote(sys.executable)}{flags} -m cloudws_sandbox credential"
+def helper_command() -> str:
+    """The ``credential.helper`` value (it holds no secret): this Python, isolated (``-I``: no
+    ``PYTHONPATH``, user site or script-relative path; ``-S``: no site-packages), running
+    credential_helper.py by its absolute path from ``/``, so nothing the agent writes in the
+    work tree, git's cwd, can be imported into it."""
+    script = Path(__file__).resolve().with_name("credential_helper.py")
+    return f"!cd / && exec {shlex.quote(sys.executable)} -I -S {shlex.quote(str(script))}"
 
 
 def config_env(entries: list[tuple[str, str]]) -> dict[str, str]:

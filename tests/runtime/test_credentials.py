@@ -221,10 +221,10 @@ async def test_the_helper_program_with_a_live_nonce_but_outside_git_prints_nothi
         # The real helper, run by hand (not by git's transport) with a live nonce: refused.
         broker.set(CRED)
         with broker.call() as ticket:
-            env = {"PATH": os.environ["PATH"], "PYTHONPATH": RUNTIME_ROOT, NONCE_ENV: ticket.nonce,
-                   SOCKET_ENV: str(broker.socket_path)}  # fmt: skip
+            env = {"PATH": os.environ["PATH"], NONCE_ENV: ticket.nonce, SOCKET_ENV: str(broker.socket_path)}
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-S", "-m", "cloudws_sandbox", "credential", "get", env=env,
+                sys.executable, "-I", "-S", str(Path(RUNTIME_ROOT) / "cloudws_sandbox" / "credential_helper.py"), "get",
+                env=env,
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             )  # fmt: skip
             ticket.set_pid(os.getpid())
