@@ -1,9 +1,14 @@
-"""``python -m cloudws_sandbox serve|attach|credential``: run the runtime daemon, pipe stdio to a
-running one, or answer git as its credential helper.
+"""``python -m cloudws_sandbox serve|attach``: run the runtime daemon, or pipe stdio to a
+running one.
 
 ``attach`` is the byte stream for backends that can only exec a process in the sandbox (Modal,
-``docker exec``, ``kubectl exec``): the hub talks JSON lines to its stdin/stdout. ``credential``
-is what the daemon's own git calls run (see credentials.py); anyone else's git gets nothing.
+``docker exec``, ``kubectl exec``): the hub talks JSON lines to its stdin/stdout. Both hold the
+git token in memory at some point (the daemon serves it, ``attach`` carries the ``credentials``
+frame on Modal), so both make themselves non-dumpable first: a process of the same uid that is
+not root (or lacks CAP_SYS_PTRACE) can then neither ptrace them nor read their
+``/proc/PID/mem`` or ``environ``. The agent runs as the daemon's uid, and on Modal that uid is
+root, which this does not stop (see credentials.py for what does and does not hold). The
+credential helper git runs is credential_helper.py, run as a script.
 """
 
 from __future__ import annotations
@@ -22,12 +27,6 @@ SOCKET_NAME = "bridge.sock"
 
 def main(argv: list[str] | None = None) -> int:
     args_in = sys.argv[1:] if argv is None else argv
-    if args_in[:1] == ["credential"] and len(args_in) == 2:
-        # git starts this for each network call of the daemon: import only what it needs (not
-        # asyncio, not the daemon), a fifth of the start-up time.
-        from .credential_helper import helper_main
-
-        return helper_main(args_in[1], sys.stdin, sys.stdout)
     parser = argparse.ArgumentParser(prog="python -m cloudws_sandbox")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the sandbox runtime daemon")
@@ -42,11 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--wait-timeout-s", type=float, default=300.0, help="give up waiting after this long")
     attach = sub.add_parser("attach", help="pipe stdin/stdout to a running daemon's bridge socket")
     attach.add_argument("--socket", required=True, type=Path)
-    credential = sub.add_parser("credential", help="git's credential helper for the daemon's own git calls")
-    credential.add_argument("action", help="get, store or erase (git's credential helper protocol)")
     args = parser.parse_args(args_in)
-    if args.command == "credential":  # taken above; here only for --help and a bad argument list
-        return 2
+    make_undumpable()
     import asyncio
 
     from .cli import find_cli
@@ -75,6 +71,27 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(daemon.serve())
         return 0
     return asyncio.run(_attach(args.socket))
+
+
+PR_GET_DUMPABLE = 3  # <linux/prctl.h>
+PR_SET_DUMPABLE = 4
+
+
+def make_undumpable() -> bool:
+    """``prctl(PR_SET_DUMPABLE, 0)``: no ptrace, ``/proc/PID/mem`` or ``environ`` for processes
+    of the same uid without CAP_SYS_PTRACE, and no core dump. It is reset by execve, so the
+    agent and git, which the daemon starts, stay ordinary. False (logged) where unavailable."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+    except (OSError, AttributeError, ImportError) as exc:
+        print(f"cloudws_sandbox: could not make the process non-dumpable (a same-uid process may read "
+              f"its memory): {exc}", file=sys.stderr)  # fmt: skip
+        return False
+    return True
 
 
 def _write_config(raw: str, state_dir: Path) -> str | None:
