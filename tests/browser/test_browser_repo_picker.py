@@ -126,13 +126,30 @@ def test_a_session_from_one_of_the_users_github_repositories(lab, lab_page, repo
     assert json.dumps(github.errors) == "[]"
 
 
-def test_a_path_typed_in_hides_the_list_and_keeps_the_branch_field(lab, lab_page, repos, page, page_errors):
+def test_a_path_typed_in_hides_the_list_and_a_hosts_refusal_is_shown_in_words(
+    lab, lab_page, repos, github, page, page_errors, shot
+):
     lab_page.open(write_notebook(lab.work_dir, "typed"))
     cell = lab_page.run_cell("import jupyter_cloudws\nclient = jupyter_cloudws.connect()\nclient.chat()")
     chat = cell.locator(".cloudws-chat")
     chat.get_by_role("button", name="New").click()
     expect(chat.locator(".cw-gh-repo").first).to_be_visible(timeout=30_000)
-    chat.locator(".cw-repo").press_sequentially("/srv/repos/app.git")
+    repo_field = chat.locator(".cw-repo")
+    repo_field.press_sequentially("/srv/repos/app.git")
     expect(chat.locator(".cw-gh-repo")).to_have_count(0)
     expect(chat.locator("input.cw-base-branch")).to_be_visible()
+
+    # The host refuses the token: the form says so in words, in place of the list.
+    token = github.token
+    github.revoke_token()
+    try:
+        repo_field.fill("")
+        repo_field.press_sequentially("octo")
+        status = chat.locator(".cw-gh-status.cw-gh-error")
+        expect(status).to_contain_text("Could not list your GitHub repositories:", timeout=30_000)
+        assert "Traceback" not in status.inner_text() and token not in status.inner_text()
+        expect(chat.locator(".cw-gh-repo")).to_have_count(0)
+        shot("refused")
+    finally:
+        github.token = token
     assert not [e for e in page_errors if e.startswith("pageerror")], page_errors
