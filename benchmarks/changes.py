@@ -6,6 +6,10 @@ The repository has ``--files`` files of 40 lines on main; the session branch edi
 each (a few are renamed, deleted or added instead), as one prompt that logged its ``git`` event.
 The answer must come in under a second for 1,000 files (the issue's bar).
 
+Then one prompt that edits a notebook whose one code cell has 8,000 short repeated lines (46 KB):
+nbdime took 51 s to match it; it is now paired without nbdime. Its ``changes`` is timed against
+difflib's unified diff of the cell's two sources in the same run.
+
     .venv/bin/python benchmarks/changes.py [--files 1000] [--runs 10]
 """
 
@@ -13,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import difflib
+import json
 import statistics
 import subprocess
 import sys
@@ -64,6 +70,52 @@ def build(root: Path, files: int) -> tuple[Path, str, str]:
     head = git("rev-parse", "HEAD", cwd=work)
     git("push", "-q", str(origin), f"HEAD:refs/heads/{BRANCH}", cwd=work)
     return origin, base, head
+
+
+def notebook(lines: list[str]) -> str:
+    cell = {"cell_type": "code", "id": "big", "metadata": {}, "execution_count": 1, "outputs": [], "source": lines}
+    return json.dumps({"cells": [cell], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}, indent=1) + "\n"
+
+
+async def measure_notebook(root: Path, runs: int) -> None:
+    """``changes`` of one prompt editing the 8,000-line cell, against difflib on the same sources."""
+    old_lines = ["x = 1\n"] * 8000
+    new_lines = ["y = 2\n" if i % 7 == 0 else "x = 1\n" for i in range(8000)]
+    origin, work = root / "nb-origin.git", root / "nb-work"
+    git("init", "-q", "--bare", "-b", "main", str(origin), cwd=root)
+    git("init", "-q", "-b", BRANCH, str(work), cwd=root)
+    (work / "big.ipynb").write_text(notebook(old_lines))
+    git("add", "-A", cwd=work)
+    git("commit", "-qm", "base", cwd=work)
+    base = git("rev-parse", "HEAD", cwd=work)
+    (work / "big.ipynb").write_text(notebook(new_lines))
+    git("commit", "-qam", "edit the big cell", cwd=work)
+    head = git("rev-parse", "HEAD", cwd=work)
+    git("push", "-q", str(origin), f"HEAD:refs/heads/{BRANCH}", "HEAD~1:refs/heads/main", cwd=work)
+    hub = SessionHub(SessionStore(":memory:"), FakeBackend(), HubSettings(data_dir=str(root / "nb-data")))
+    sid = hub.store.create_session(owner="bench", repo=str(origin), base_branch="main", branch=BRANCH,
+                                   title="bench", model=None)["id"]  # fmt: skip
+    prompt, _ = hub.store.enqueue_prompt(sid, text="edit", model=None, client_request_id=None,
+                                         author={"username": "bench"}, max_queue=10)  # fmt: skip
+    listed, total = await gitops.changed_files(str(work), base, head)
+    hub.store.append_event(sid, GitEvent(BRANCH, head, True, message_id=prompt["id"], before=base,
+                                         files=listed, files_total=total))  # fmt: skip
+    who = Requester("bench")
+    (entry,) = (await hub.changes(sid, who, prompt["id"]))["files"]  # fetches; imports nbformat
+    changes_s, difflib_s = [], []
+    for _ in range(runs):
+        t = time.perf_counter()
+        await hub.changes(sid, who, prompt["id"])
+        changes_s.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        list(difflib.unified_diff(old_lines, new_lines))
+        difflib_s.append(time.perf_counter() - t)
+    await hub.close()
+    answer_s, baseline_s = statistics.median(changes_s), statistics.median(difflib_s)
+    size_kib = len(notebook(new_lines)) // 1024
+    print(f"notebook with one 8,000-line cell ({size_kib} KiB), note: {entry['note']!r}; median of {runs} runs")
+    print(f"  difflib on the cell's sources (baseline) {baseline_s * 1000:8.1f} ms")
+    print(f"  changes, the prompt                       {answer_s * 1000:8.1f} ms   ({answer_s / baseline_s:.1f}x the baseline)")
 
 
 async def measure(root: Path, files: int, runs: int) -> int:
@@ -123,7 +175,9 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=10)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        return asyncio.run(measure(Path(tmp), args.files, args.runs))
+        verdict = asyncio.run(measure(Path(tmp), args.files, args.runs))
+        asyncio.run(measure_notebook(Path(tmp), args.runs))
+        return verdict
 
 
 if __name__ == "__main__":

@@ -14,14 +14,14 @@ import asyncio
 import os
 import re
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from cloudws_sandbox.gitops import SAFE_DIFF_OPTIONS, FileChange, parse_raw_numstat
 
 from .mirror import LOCAL_ENV, GitFailed, run_git
-from .notebook_diff import MAX_NOTEBOOK_BYTES, NotANotebook, diff_notebook
+from .notebook_diff import MAX_NOTEBOOK_BYTES, MatchBudget, NotANotebook, diff_notebook
 
 SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _NO_BLOB = re.compile(r"0+")
@@ -37,6 +37,7 @@ class DiffLimits:
     max_total_diff_bytes: int = 8 * 1024 * 1024  # all patches of one answer together
     max_read_bytes: int = 64 * 1024 * 1024  # git's patch output read at most (one huge file must not stall)
     max_notebooks: int = 50  # diffed cell by cell; others show their text diff
+    notebook_match: MatchBudget = MatchBudget()  # what nbdime is given, per notebook and per answer
 
 
 async def empty_tree(git_dir: Path) -> str:
@@ -185,6 +186,7 @@ async def _notebooks(git_dir: Path, listed: list[FileChange], files: list[dict[s
     sizes = await _blob_sizes(git_dir, blobs)
     small = [b for b in blobs if 0 <= sizes.get(b, -1) <= MAX_NOTEBOOK_BYTES]
     contents = await _blob_contents(git_dir, small)
+    match_lines_left = limits.notebook_match.answer_lines
     for i, change in picked:
         entry = files[i]
         entry["notebook"] = True
@@ -197,10 +199,13 @@ async def _notebooks(git_dir: Path, listed: list[FileChange], files: list[dict[s
             else:
                 sides.append(b"\0" * (MAX_NOTEBOOK_BYTES + 1))  # too large: read_notebook says so
         try:
-            nb = await asyncio.to_thread(diff_notebook, sides[0], sides[1])
+            budget = replace(limits.notebook_match, answer_lines=match_lines_left)
+            nb = await asyncio.to_thread(diff_notebook, sides[0], sides[1], budget)
         except NotANotebook as exc:
             entry["note"] = f"not diffed cell by cell: {exc}; shown as text"
             continue
+        match_lines_left -= nb.matched_lines
+        entry["note"] = nb.note
         text = nb.text.encode()
         if len(text) > limits.max_file_diff_bytes:
             text = text[: text.rfind(b"\n", 0, limits.max_file_diff_bytes) + 1]
