@@ -1,7 +1,8 @@
 """The sandbox runtime daemon: lives as long as the sandbox, and outlives any hub connection.
 
 It clones the repository, puts the session branch in place, runs Claude Code for each prompt,
-logs every event to its own disk, commits and pushes after each prompt, and serves hubs over
+logs every event to its own disk, commits and pushes after each prompt (and when the hub asks,
+for a pull request), and serves hubs over
 the bridge (JSON lines on a unix socket) with replay from any sequence number. A hub that
 restarts reattaches with the last number it stored and loses nothing.
 """
@@ -126,6 +127,9 @@ class Daemon:
         self._turn_live = False  # the agent has the current prompt: an interrupt must go to it
         self._default_model: str | None = None  # what the agent runs on when no model is chosen
         self._setup_done = asyncio.Event()
+        # Held by a prompt from start to end, and by a ``push`` op: never both in the work tree.
+        self._git_lock = asyncio.Lock()
+        self._pushes: set[asyncio.Task[None]] = set()
         self._setup_error: str | None = None
         self._stopping = asyncio.Event()
         self._stop_detail = "the sandbox runtime shut down"
@@ -164,6 +168,7 @@ class Daemon:
         finally:
             self.idle.cancel()
             server.close()
+            tasks += self._pushes
             for task in tasks:
                 task.cancel()
             # A cancelled setup kills its script as it ends: let it, before the log closes (bounded:
@@ -215,7 +220,7 @@ class Daemon:
         """Whether anything holds the sandbox: a connected hub, a prompt running or queued, or the
         start-up still under way (a setup script may run for many minutes)."""
         return (bool(self._bridges) or self.current is not None or not self._queue.empty()
-                or not self._setup_done.is_set())  # fmt: skip
+                or self._git_lock.locked() or not self._setup_done.is_set())  # fmt: skip
 
     def _end_idle(self) -> None:
         timeout_s = self.idle.timeout_s
@@ -229,7 +234,8 @@ class Daemon:
         while True:
             op = await self._queue.get()
             try:
-                await self._run_prompt(op)
+                async with self._git_lock:
+                    await self._run_prompt(op)
             except Exception as exc:  # one bad prompt must not take the daemon down
                 log.exception("prompt %s failed", op.get("message_id"))
                 try:
@@ -273,7 +279,9 @@ class Daemon:
                 turn = TurnEnd(False, str(exc), None, {}, None, None, None)
             interrupted = self._interrupt_requested
             self._turn_live = False
-            await self._commit_and_push(op, head_before)
+            # The prompt becomes the commit body, and a commit is pushed where anyone may read it.
+            message = gitops.commit_message(self.redactor.text(op["text"]), self.config.session_id)
+            await self._commit_and_push(head_before, op.get("author"), message, message_id)
             error = "interrupted by the user" if interrupted else turn.error
             self.log.append(
                 ExecutionComplete(
@@ -403,9 +411,12 @@ class Daemon:
             log.warning("interrupt not honoured in %.0f s; killing Claude Code", INTERRUPT_GRACE_S)
             await agent.close(timeout_s=0)
 
-    async def _commit_and_push(self, op: dict[str, Any], head_before: str) -> None:
+    async def _commit_and_push(self, head_before: str, author_info: dict[str, Any] | None, message: str,
+                               message_id: str | None, *, push_unchanged: bool = False) -> dict[str, Any]:
+        """Commit what the work tree holds and push the branch; log and return the ``git`` event.
+        ``push_unchanged``: push even when nothing new was committed (an earlier push failed)."""
         workdir, branch = self.config.workdir, self.config.branch
-        author_info = op.get("author") or {}
+        author_info = author_info or {}
         author = gitops.Author(author_info.get("name") or "Jupyter user",
                                author_info.get("email") or "jupyter@localhost")  # fmt: skip
         committed = False
@@ -413,21 +424,47 @@ class Daemon:
         files: list[dict[str, Any]] = []
         files_total = 0
         try:
-            # The prompt becomes the commit body, and a commit is pushed where anyone may read it.
-            message = gitops.commit_message(self.redactor.text(op["text"]), self.config.session_id)
             committed = await gitops.commit_all(workdir, message, author)
             sha = await gitops.head_sha(workdir)
             changed = committed or sha != head_before
             if changed:
                 files, files_total = await self._changed_files(head_before, sha)
+            pushing = changed or (push_unchanged and bool(sha))
+            if pushing:
                 await gitops.push(workdir, branch, self.credentials)
-            self.log.append(GitEvent(branch, sha, pushed=changed, committed=changed, message_id=op["message_id"],
-                                     before=head_before or None, files=files, files_total=files_total))  # fmt: skip
+            return self.log.append(GitEvent(branch, sha, pushed=pushing, committed=changed, message_id=message_id,
+                                            before=head_before or None, files=files, files_total=files_total))  # fmt: skip
         except gitops.GitError as exc:
-            self.log.append(
-                GitEvent(branch, sha, pushed=False, committed=committed, message_id=op["message_id"], error=str(exc),
+            return self.log.append(
+                GitEvent(branch, sha, pushed=False, committed=committed, message_id=message_id, error=str(exc),
                          before=head_before or None, files=files, files_total=files_total)  # fmt: skip
             )
+
+    async def _push_for_pull_request(self, op: dict[str, Any], outbox: Connection) -> None:
+        """The ``push`` op, with the work-tree lock already held: commit anything left
+        uncommitted, push the branch even if nothing was, and ack with the ``git`` event's seq."""
+        reply = {"kind": "ack", "op": "push", "request_id": op["request_id"]}
+        try:
+            head = await gitops.head_sha(self.config.workdir)
+            message = gitops.pull_request_commit_message(self.config.session_id)
+            event = await self._commit_and_push(head, op.get("author"), message, None, push_unchanged=True)
+            outbox.send({**reply, "result": "done", "seq": event["seq"], "message": event.get("error") or ""})
+        except Exception as exc:  # the hub waits on this answer: it must come whatever happened
+            log.exception("the push for a pull request failed")
+            outbox.send({**reply, "result": "unavailable", "seq": None, "message": f"sandbox error: {exc}"})
+        finally:
+            self._git_lock.release()
+            self.idle.touch()
+
+    def _push_refusal(self) -> dict[str, Any] | None:
+        """Why a ``push`` op cannot run now, as its ack says it, or None."""
+        if self.current is not None or not self._queue.empty() or self._git_lock.locked():
+            return {"result": "busy", "message": "a prompt is running (it pushes the branch when it ends)"}
+        if not self._setup_done.is_set():
+            return {"result": "unavailable", "message": "the sandbox is still starting"}
+        if self._setup_error is not None:
+            return {"result": "unavailable", "message": f"the sandbox's start-up failed: {self._setup_error}"}
+        return None
 
     async def _changed_files(self, before: str, sha: str) -> tuple[list[dict[str, Any]], int]:
         """The prompt's changed files for its ``git`` event; a failure to list them loses only the list."""
@@ -496,6 +533,15 @@ class Daemon:
             self.redactor.add(op["password"])
             self.credentials.set(Credential(op["protocol"], op["host"], op["username"], op["password"]))
             outbox.send({"kind": "ack", "op": "credentials"})
+        elif name == "push":
+            refusal = self._push_refusal()
+            if refusal is not None:
+                outbox.send({"kind": "ack", "op": "push", "request_id": op["request_id"], "seq": None, **refusal})
+                return
+            await self._git_lock.acquire()  # free, so taken at once: no prompt can start in between
+            task = asyncio.get_running_loop().create_task(self._push_for_pull_request(op, outbox))
+            self._pushes.add(task)
+            task.add_done_callback(self._pushes.discard)
         elif name == "ping":
             outbox.send({"kind": "pong"})
         elif name == "shutdown":

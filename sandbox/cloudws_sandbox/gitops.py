@@ -316,3 +316,10 @@ def commit_message(prompt: str, session_id: str, max_subject_chars: int = 72) ->
     if len(body) > 4000:
         body = body[:4000] + "\n…"
     return f"{subject}\n\n{body}\n\nCloudws-Session: {session_id}\n"
+
+
+def pull_request_commit_message(session_id: str) -> str:
+    """For work a prompt left uncommitted (its commit failed), committed when a pull request asked for a push."""
+    return ("Commit work left uncommitted, for a pull request\n\n"
+            "These changes were in the work tree but in no commit when a pull request was asked for.\n\n"
+            f"Cloudws-Session: {session_id}\n")  # fmt: skip

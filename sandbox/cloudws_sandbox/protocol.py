@@ -548,7 +548,12 @@ def pong_frame() -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 BRIDGE_MAX_LINE_BYTES = 8 * 1024 * 1024
-BRIDGE_OPS = ("attach", "prompt", "interrupt", "ping", "shutdown", "credentials")
+BRIDGE_OPS = ("attach", "prompt", "interrupt", "ping", "shutdown", "credentials", "push")
+# How a daemon answers a ``push`` op: ``done`` (its ``git`` event, at ``seq``, says pushed or
+# why not), ``busy`` (a prompt or another push holds the work tree), ``unavailable`` (the
+# sandbox is starting, or its start-up failed).
+PUSH_RESULTS = ("done", "busy", "unavailable")
+MAX_REQUEST_ID_CHARS = 200
 # A git credential for the daemon's own clone, fetch and push (see credentials.py). Values are
 # checked by shape only, and no error message ever quotes them: the password is a token.
 CREDENTIAL_FIELDS = ("protocol", "host", "username", "password")
@@ -571,6 +576,12 @@ def parse_bridge_op(raw: str | bytes) -> dict[str, Any]:
                 raise ProtocolError("bad_request", f"prompt op needs string {key!r}")
     elif op == "credentials":
         check_credential(obj)
+    elif op == "push":
+        request_id = obj.get("request_id")
+        if not isinstance(request_id, str) or not 0 < len(request_id) <= MAX_REQUEST_ID_CHARS:
+            raise ProtocolError("bad_request", f"push op needs a string 'request_id' of 1 to {MAX_REQUEST_ID_CHARS} characters")
+        if not isinstance(obj.get("author", {}), dict):
+            raise ProtocolError("bad_request", "push op 'author' must be an object")
     return obj
 
 
@@ -615,9 +626,27 @@ def parse_bridge_reply(raw: str | bytes) -> dict[str, Any]:
         if not isinstance(last_seq, int) or isinstance(last_seq, bool) or not 0 <= last_seq <= MAX_SEQ:
             raise ProtocolError("bad_frame", f"attached frame 'last_seq' must be an integer from 0 to {MAX_SEQ}")
         obj["last_seq"] = last_seq
-    elif kind not in ("ack", "pong", "error"):
+    elif kind == "ack":
+        if obj.get("op") == "push":
+            _check_push_ack(obj)
+    elif kind not in ("pong", "error"):
         raise ProtocolError("unknown_kind", f"unknown bridge reply {kind!r}")
     return obj
+
+
+def _check_push_ack(obj: dict[str, Any]) -> None:
+    """The hub waits on a push's ack: it must say which push, how it went, and where its event is."""
+    if not isinstance(obj.get("request_id"), str):
+        raise ProtocolError("bad_frame", "push ack needs a string 'request_id'")
+    if obj.get("result") not in PUSH_RESULTS:
+        raise ProtocolError("bad_frame", f"push ack 'result' must be one of {', '.join(PUSH_RESULTS)}")
+    if not isinstance(obj.get("message", ""), str):
+        raise ProtocolError("bad_frame", "push ack 'message' must be a string")
+    seq = obj.get("seq")
+    if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool) or not 1 <= seq <= MAX_SEQ):
+        raise ProtocolError("bad_frame", f"push ack 'seq' must be an integer from 1 to {MAX_SEQ} or null")
+    if obj["result"] == "done" and seq is None:
+        raise ProtocolError("bad_frame", "a done push ack needs the 'seq' of its git event")
 
 
 def bridge_attach(after: int) -> dict[str, Any]:
@@ -627,6 +656,11 @@ def bridge_attach(after: int) -> dict[str, Any]:
 def bridge_credentials(protocol: str, host: str, username: str, password: str) -> dict[str, Any]:
     """The git credential a sandbox's own git calls answer with (held in memory, never logged)."""
     return {"op": "credentials", "protocol": protocol, "host": host, "username": username, "password": password}
+
+
+def bridge_push(request_id: str, author: dict[str, Any]) -> dict[str, Any]:
+    """Commit what is left uncommitted and push the session branch, now (for a pull request)."""
+    return {"op": "push", "request_id": request_id, "author": author}
 
 
 def bridge_prompt(message_id: str, text: str, model: str | None, author: dict[str, Any]) -> dict[str, Any]:

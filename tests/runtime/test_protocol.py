@@ -321,6 +321,32 @@ class TestBridge:
         bad = {"seq": 1, "ts": 1.0, "type": "sandbox_status", "status": "melting"}
         assert error_code(parse_bridge_reply, json.dumps({"kind": "event", "event": bad})) == "bad_event"
 
+    def test_a_push_op_needs_a_request_id_and_an_author_object(self):
+        push = p.bridge_push("r1", {"name": "Ada", "email": "ada@example.test"})
+        assert parse_bridge_op(p.dumps(push)) == push
+        for bad in ({"op": "push"}, {"op": "push", "request_id": ""}, {"op": "push", "request_id": 5},
+                    {"op": "push", "request_id": "r" * 201}, {"op": "push", "request_id": "r1", "author": "ada"}):  # fmt: skip
+            assert error_code(parse_bridge_op, json.dumps(bad)) == "bad_request", bad
+
+    @pytest.mark.parametrize(
+        "obj",
+        [
+            {"kind": "ack", "op": "push", "result": "done", "seq": 3},  # which push?
+            {"kind": "ack", "op": "push", "request_id": "r1", "result": "pushed", "seq": 3},
+            {"kind": "ack", "op": "push", "request_id": "r1", "result": "done", "seq": None},  # where is its event?
+            {"kind": "ack", "op": "push", "request_id": "r1", "result": "done", "seq": True},
+            {"kind": "ack", "op": "push", "request_id": "r1", "result": "done", "seq": 0},
+            {"kind": "ack", "op": "push", "request_id": "r1", "result": "busy", "seq": None, "message": 5},
+        ],
+    )
+    def test_a_push_ack_the_hub_would_wait_on_wrongly_is_refused(self, obj):
+        assert error_code(parse_bridge_reply, json.dumps(obj)) == "bad_frame"
+
+    def test_push_acks_that_say_how_it_went_pass(self):
+        for obj in ({"kind": "ack", "op": "push", "request_id": "r1", "result": "done", "seq": 3, "message": ""},
+                    {"kind": "ack", "op": "push", "request_id": "r1", "result": "busy", "seq": None, "message": "a prompt"}):  # fmt: skip
+            assert parse_bridge_reply(json.dumps(obj)) == obj
+
     @pytest.mark.parametrize("obj", [{"kind": "gossip"}, {"op": "ping"}, {}])
     def test_unknown_reply_kinds_are_refused(self, obj):
         assert error_code(parse_bridge_reply, json.dumps(obj)) == "unknown_kind"
