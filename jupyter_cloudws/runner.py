@@ -22,6 +22,7 @@ from .lifecycle import (
     sandbox_action,
     session_status,
 )
+from .pushing import BranchPusher
 from .snapshots import Snapshotter
 from .spawning import SpawnFailed, start_sandbox
 from cloudws_sandbox.idle import IdleTimer
@@ -84,6 +85,7 @@ class SessionRunner:
         self._bad_window_start_s = float("-inf")  # when the current bad-frame window began
         self._bad_in_window = 0  # bad-frame notes recorded in it
         self.snapshots = Snapshotter(self)  # after each prompt, when the backend can
+        self.pusher = BranchPusher(self)  # pushes asked for by a pull request
         self._from_snapshot: tuple[str, str] | None = None  # (sandbox id, snapshot) it started from
 
     # -- fan-out ----------------------------------------------------------------------------
@@ -324,7 +326,15 @@ class SessionRunner:
             self.append(SandboxStatusEvent("stopped", reason))
             self._set_session(sandbox_status="stopped")
 
+    async def push_branch(self, author: dict[str, Any]) -> None:
+        """Have the running sandbox commit what is left and push the branch, now; see pushing.py."""
+        await self.pusher.push(author)
+
     # -- the bridge -------------------------------------------------------------------------
+
+    async def attach_existing(self) -> None:
+        """Reattach to the session's sandbox if it lives; never start one."""
+        await self._ensure_bridge(spawn=False)
 
     async def _ensure_bridge(self, *, spawn: bool = True, for_work: bool = False) -> None:
         """Get a caught-up bridge to the session's sandbox, starting one if ``spawn`` allows
@@ -479,10 +489,13 @@ class SessionRunner:
             stored = self.append(event, sandbox_seq=sandbox_seq, finishes=finishes)
             if stored is not None:
                 self._on_sandbox_event(stored)
+            self.pusher.on_stored(sandbox_seq)
             if sandbox_seq >= self._attached_last_seq:
                 self._caught_up.set()
         elif kind == "delta":
             self.publish(delta_frame(frame["message_id"], frame["index"], frame["text"]))
+        elif kind == "ack" and frame.get("op") == "push":
+            self.pusher.on_ack(frame)
         elif kind == "error":
             # Untrusted and up to a frame long: quote only its start.
             log.warning("sandbox of session %s reported: %.500s", self.session_id, str(frame.get("message")))

@@ -36,7 +36,7 @@ class PullRequestHandler(CloudwsAPIHandler):
     async def post(self, session_id: str) -> None:
         who = await self.requester()
         self.hub.get_session(session_id, who)  # an unknown session is a 404 whatever the body
-        pull, created = await self.hub.pull_requests.create(session_id, who, self.json_object())
+        pull, created = await self.hub.pull_requests.create(session_id, who, self.json_object(), self.author())
         self.set_status(201 if created else 200)
         self.finish({"pull_request": pull, "created": created})
 

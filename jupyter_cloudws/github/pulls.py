@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from cloudws_sandbox.protocol import PullRequestEvent
 
 from ..hub import HubError, Requester
+from ..pushing import PushRefused
 from .api import GitHubClient, GitHubError, pull_state
 
 if TYPE_CHECKING:
@@ -148,20 +149,56 @@ class PullRequests:
             "body": draft_body(session_id, texts, last_text[0]["text"] if last_text else None, total),
         }
 
-    def _check_pushed(self, session: dict[str, Any]) -> None:
-        """Refuse before asking the host when the session's own record says the branch is not there."""
-        store, sid, branch = self.hub.store, session["id"], session["branch"]
-        last = store.events_of_type(sid, "git", limit=1, newest=True)
-        if last and last[0].get("error"):
-            raise HubError(409, "not_pushed", f"the last push of {branch} failed: {last[0]['error']}")
-        if last and last[0].get("committed") and not last[0].get("pushed"):
-            raise HubError(409, "not_pushed", f"the last commit on {branch} was not pushed")
-        if not any(e.get("pushed") for e in store.events_of_type(sid, "git", limit=1000, newest=True)):
+    def _push_state(self, session_id: str) -> tuple[str, dict[str, Any] | None]:
+        """``pushed``, ``nothing`` (no commit was ever made) or ``unpushed`` (the newest commit,
+        or work left uncommitted, is not on the host), from the session's ``git`` events, with
+        the newest of them."""
+        gits = self.hub.store.events_of_type(session_id, "git", limit=1000, newest=True)
+        last = gits[0] if gits else None
+        pushed = next((e for e in gits if e.get("pushed")), None)
+        if last is not None and not last.get("error") and pushed is not None and pushed.get("sha") == last.get("sha"):
+            return "pushed", last
+        if pushed is None and not any(e.get("committed") or e.get("error") for e in gits):
+            return "nothing", last
+        return "unpushed", last
+
+    async def _ensure_pushed(self, session: dict[str, Any], author: dict[str, Any]) -> None:
+        """Push the branch first when the session's own record says the host lacks its work
+        (the last push failed, or the commit before it): through the running sandbox, else refuse
+        saying what to do."""
+        sid, branch = session["id"], session["branch"]
+        state, last = self._push_state(sid)
+        if state == "pushed":
+            return
+        if state == "nothing":
             raise HubError(409, "not_pushed", f"the session has pushed nothing to {branch} yet: "
                            "send a prompt that changes something first")  # fmt: skip
+        why = (f"the last push of {branch} failed: {last['error']}" if last and last.get("error")
+               else f"the last commit on {branch} was not pushed")  # fmt: skip
+        runner = self.hub.runner(sid)
+        try:
+            await runner.push_branch(author)
+        except PushRefused as exc:
+            if exc.code == "busy":
+                raise HubError(409, "busy", f"{why}, and a prompt is running in the session: wait for the running "
+                               "prompt to finish (it pushes the branch), then ask again") from None  # fmt: skip
+            if exc.code == "timeout":
+                raise HubError(504, "push_timeout", f"{why}; pushing it again: {exc.message}") from None
+            if exc.code == "not_running":
+                raise HubError(409, "not_pushed", f"{why}, and the session's sandbox is not running to push it "
+                               "again: the next prompt pushes the branch (send one), then ask again") from None  # fmt: skip
+            raise HubError(409, "not_pushed", f"{why}, and the sandbox cannot push it now: {exc.message}") from None
+        finally:
+            self.hub.release_if_idle(runner)
+        state, last = self._push_state(sid)
+        if state != "pushed":
+            error = (last or {}).get("error") or "the sandbox pushed nothing"
+            raise HubError(409, "not_pushed", f"pushing {branch} again failed: {error}")
 
-    async def create(self, session_id: str, who: Requester, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-        """Open the session's pull request, or link the one its branch already has."""
+    async def create(self, session_id: str, who: Requester, body: dict[str, Any],
+                     author: dict[str, Any] | None = None) -> tuple[dict[str, Any], bool]:  # fmt: skip
+        """Open the session's pull request, or link the one its branch already has; push the
+        branch first when its last push failed (``author`` commits what was left uncommitted)."""
         unknown = set(body) - {"title", "body", "draft"}
         if unknown:
             raise HubError(400, "bad_request", f"unknown fields: {', '.join(sorted(unknown))}")
@@ -181,7 +218,7 @@ class PullRequests:
         lock = self._locks.setdefault(session_id, asyncio.Lock())
         async with lock:  # two clicks must not open two pull requests
             client = self._client()
-            self._check_pushed(session)
+            await self._ensure_pushed(session, author or {"username": who.username})
             try:
                 async with client as gh:
                     existing = await gh.find_pulls(owner, name, session["branch"])

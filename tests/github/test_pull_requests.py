@@ -253,7 +253,8 @@ async def test_refusals_are_clear(
     code, error = await alice.post(f"sessions/{sid}/pull-request")
     assert (code, error["code"]) == (409, "not_pushed")
     assert error["message"] == (f"the last push of {session['branch']} failed: git push failed: "
-                                "remote: Permission to octo-user/project denied")  # fmt: skip
+                                "remote: Permission to octo-user/project denied, and the session's sandbox is not "
+                                "running to push it again: the next prompt pushes the branch (send one), then ask again")  # fmt: skip
 
     stage_work(hub, git_http, session, tmp_path)
     code, error = await alice.post(f"sessions/{sid}/pull-request", {"title": 5})
