@@ -71,9 +71,11 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Iterable, Union
 from urllib.parse import parse_qs, urlsplit
+
+from .loopback import LoopbackHTTPServer
 
 __all__ = [
     "Block",
@@ -297,27 +299,19 @@ class FakeAnthropic:
         self._fail: list[int] = []  # statuses for the next main requests
         self._lock = threading.Lock()
         self._conns: set[Any] = set()  # open client sockets, closed by stop()
-        self._server: ThreadingHTTPServer | None = None
+        self._server: LoopbackHTTPServer | None = None
         self._port: int | None = None
-        self._thread: threading.Thread | None = None
 
     # -- lifecycle
     def start(self) -> "FakeAnthropic":
         if self._server is None:
-            self._server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
-            self._server.daemon_threads = True
-            self._port = self._server.server_address[1]
-            self._thread = threading.Thread(
-                target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                name="FakeAnthropic", daemon=True,
-            )
-            self._thread.start()
+            self._server = LoopbackHTTPServer(_make_handler(self), "FakeAnthropic")
+            self._port = self._server.port
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
             self._server = None
         with self._lock:  # end keep-alive connections still parked in a handler
             conns, self._conns = list(self._conns), set()
@@ -326,9 +320,6 @@ class FakeAnthropic:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
 
     def __enter__(self) -> "FakeAnthropic":
         return self.start()

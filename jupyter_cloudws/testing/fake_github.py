@@ -36,13 +36,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from .git_http import GitHttpServer
 from .github_contract import Contract, ContractError, default_contract
+from .loopback import LoopbackHTTPServer
 
 DEFAULT_TOKEN = "ghp_fakeGitHubTokenForTests0123456789"
 DEFAULT_USER = "octo-user"
@@ -125,21 +126,17 @@ class FakeGitHub:
         self.rate_limited = False
         self._ids = itertools.count(1000)
         self._lock = threading.RLock()
-        self._server: ThreadingHTTPServer | None = None
+        self._server: LoopbackHTTPServer | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> FakeGitHub:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
-        server.daemon_threads = True
-        self._server = server
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-github", daemon=True).start()
+        self._server = LoopbackHTTPServer(_make_handler(self), "fake-github")
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
             self._server = None
 
     def __enter__(self) -> FakeGitHub:
@@ -153,7 +150,7 @@ class FakeGitHub:
         """The API's base URL (``c.GitHub.api_url``), without a trailing slash."""
         if self._server is None:
             raise RuntimeError("the fake GitHub is not running")
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"http://127.0.0.1:{self._server.port}"
 
     @property
     def web_url(self) -> str:

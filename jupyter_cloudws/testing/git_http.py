@@ -30,11 +30,13 @@ import subprocess
 import tempfile
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 from urllib.parse import unquote, urlsplit
+
+from .loopback import LoopbackHTTPServer
 
 __all__ = ["GitHttpServer", "http_backend_path"]
 
@@ -74,24 +76,18 @@ class GitHttpServer:
         # What git asked for: method, path, query, chunked, content_encoding, user, status.
         self.requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server: LoopbackHTTPServer | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> GitHttpServer:
         self.root.mkdir(parents=True, exist_ok=True)
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
-        server.daemon_threads = True
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="git-http", daemon=True)
-        self._thread.start()
+        self._server = LoopbackHTTPServer(_make_handler(self), "git-http")
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
             self._server = None
 
     def __enter__(self) -> GitHttpServer:
@@ -104,7 +100,7 @@ class GitHttpServer:
     def port(self) -> int:
         if self._server is None:
             raise RuntimeError("the git HTTP server is not running")
-        return self._server.server_address[1]
+        return self._server.port
 
     @property
     def url(self) -> str:
