@@ -134,26 +134,35 @@ class GitHubClient:
             raise error_for(response, self.settings.token, self.settings.api_url)
         return response
 
-    async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = await self._request(method, path.lstrip("/"), **kwargs)
+    def _malformed(self, path: str, what: str) -> GitHubError:
+        return GitHubError(502, "github_bad_answer", f"the git host ({_host(self.settings.api_url)}) answered {path} "
+                           f"with something that is not {what}")  # fmt: skip
+
+    def _decoded(self, response: httpx.Response, path: str) -> Any:
         try:
             return response.json()
-        except ValueError:
-            raise GitHubError(502, "github_error", f"{_host(self.settings.api_url)} answered {path} with something "
-                              "other than JSON") from None  # fmt: skip
+        except ValueError:  # JSONDecodeError and UnicodeDecodeError alike
+            raise self._malformed(path, "JSON") from None
 
-    async def _pages(self, path: str, params: dict[str, Any]) -> list[Any]:
+    async def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        """The answer to one call, which must be a JSON object."""
+        body = self._decoded(await self._request(method, path.lstrip("/"), **kwargs), path)
+        if not isinstance(body, dict):
+            raise self._malformed(path, "a JSON object")
+        return body
+
+    async def _pages(self, path: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         """Every item of a listed resource, following ``rel="next"`` up to MAX_PAGES pages."""
-        items: list[Any] = []
+        items: list[dict[str, Any]] = []
         origin = urlsplit(self.settings.api_url)
         url: str | None = path.lstrip("/")
         query: dict[str, Any] | None = {"per_page": PER_PAGE, **params}
         for _ in range(MAX_PAGES):
             assert url is not None
             response = await self._request("GET", url, params=query)
-            page = response.json()
-            if not isinstance(page, list):
-                raise GitHubError(502, "github_error", f"{origin.netloc} answered {path} with something other than a list")
+            page = self._decoded(response, path)
+            if not isinstance(page, list) or not all(isinstance(item, dict) for item in page):
+                raise self._malformed(path, "a JSON list of objects")
             items += page
             match = _NEXT_LINK.search(response.headers.get("link", ""))
             if match is None:
@@ -163,6 +172,17 @@ class GitHubClient:
                 break  # never hand the token to another host
             url, query = match.group(1), None
         return items
+
+    def _pull(self, pull: dict[str, Any], path: str) -> dict[str, Any]:
+        """A pull request as the hub reads it, or the host's answer is refused (it would be stored)."""
+        number, state = pull.get("number"), pull.get("state")
+        refs_ok = all(isinstance(pull.get(k), (dict, type(None))) for k in ("base", "head"))
+        texts_ok = all(isinstance(pull.get(k), (str, type(None))) for k in ("html_url", "title"))
+        if isinstance(number, bool) or not isinstance(number, int) or number < 1 or state not in ("open", "closed"):
+            raise self._malformed(path, "a pull request (no number or state)")
+        if not refs_ok or not texts_ok:
+            raise self._malformed(path, "a pull request (a malformed base, head, url or title)")
+        return pull
 
     # -- calls ----------------------------------------------------------------------------------
 
@@ -178,16 +198,19 @@ class GitHubClient:
 
     async def find_pulls(self, owner: str, repo: str, branch: str, *, state: str = "all") -> list[dict[str, Any]]:
         """Pull requests from ``owner:branch``, newest first."""
-        return await self._pages(f"repos/{_seg(owner)}/{_seg(repo)}/pulls",
-                                 {"head": f"{owner}:{branch}", "state": state, "direction": "desc"})  # fmt: skip
+        path = f"repos/{_seg(owner)}/{_seg(repo)}/pulls"
+        pulls = await self._pages(path, {"head": f"{owner}:{branch}", "state": state, "direction": "desc"})
+        return [self._pull(pull, path) for pull in pulls]
 
     async def get_pull(self, owner: str, repo: str, number: int) -> dict[str, Any]:
-        return await self._json("GET", f"repos/{_seg(owner)}/{_seg(repo)}/pulls/{int(number)}")
+        path = f"repos/{_seg(owner)}/{_seg(repo)}/pulls/{int(number)}"
+        return self._pull(await self._json("GET", path), path)
 
     async def create_pull(self, owner: str, repo: str, *, title: str, head: str, base: str, body: str,
                           draft: bool) -> dict[str, Any]:  # fmt: skip
         payload = {"title": title, "head": head, "base": base, "body": body, "draft": draft}
-        return await self._json("POST", f"repos/{_seg(owner)}/{_seg(repo)}/pulls", json=payload)
+        path = f"repos/{_seg(owner)}/{_seg(repo)}/pulls"
+        return self._pull(await self._json("POST", path, json=payload), path)
 
 
 def _seg(part: str) -> str:

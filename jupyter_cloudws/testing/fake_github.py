@@ -18,7 +18,8 @@ Operations: ``GET /user/repos``, ``GET /repos/{o}/{r}``, ``GET /repos/{o}/{r}/br
 Controls: :meth:`add_repo` (private, pushed_at), :meth:`set_pushed_at`, :meth:`protect_branch`,
 :meth:`deny_push`, :meth:`merge_pull`, :meth:`close_pull`, :meth:`revoke_token`,
 :meth:`exhaust_rate_limit`; ``tamper[operation_id]`` may change an answer before it is checked
-(to prove the check bites).
+(to prove the check bites); a tamper that returns :class:`Broken` sends its body unchecked, as a
+git host that breaks the contract would (bytes as they are, anything else as JSON).
 
 What it cannot show: GitHub's real branch protection restricts merging, not opening a pull
 request; here a protected base refuses new pull requests with 422 (as a ruleset restricting pull
@@ -93,6 +94,13 @@ class FakePull:
     updated_at: float = field(default_factory=time.time)
     closed_at: float | None = None
     merged_at: float | None = None
+
+
+@dataclass(frozen=True)
+class Broken:
+    """An answer sent as it is, past the contract check: ``bytes`` raw, anything else as JSON."""
+
+    body: Any
 
 
 class ApiError(Exception):
@@ -456,15 +464,18 @@ def _make_handler(fake: FakeGitHub) -> type[BaseHTTPRequestHandler]:
                 status, answer = 400, {"message": "Problems parsing JSON", "documentation_url": DOCS_URL}
             if operation in fake.tamper:
                 answer = fake.tamper[operation](answer)
-            try:
-                fake.contract.check_response(operation, status, answer)
-            except ContractError as exc:
-                fake.errors.append(f"answer: {exc}")
-                status, answer = 500, {"message": f"the fake GitHub broke its contract: {exc}", "documentation_url": DOCS_URL}
+            if isinstance(answer, Broken):
+                data = answer.body if isinstance(answer.body, bytes) else json.dumps(answer.body).encode()
+            else:
+                try:
+                    fake.contract.check_response(operation, status, answer)
+                except ContractError as exc:
+                    fake.errors.append(f"answer: {exc}")
+                    status, answer = 500, {"message": f"the fake GitHub broke its contract: {exc}", "documentation_url": DOCS_URL}
+                data = json.dumps(answer).encode()
             entry["status"] = status
             with fake._lock:
                 fake.requests.append(entry)
-            data = json.dumps(answer).encode()
             self.send_response(status)
             for name, value in {**headers, "Content-Type": "application/json; charset=utf-8",
                                 "Content-Length": str(len(data))}.items():  # fmt: skip

@@ -8,6 +8,7 @@ import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -15,7 +16,7 @@ import pytest
 from jupyter_cloudws.github import GitHub
 from jupyter_cloudws.github import api
 from jupyter_cloudws.github.api import GitHubClient, GitHubError, pull_state
-from jupyter_cloudws.testing.fake_github import FakeGitHub
+from jupyter_cloudws.testing.fake_github import Broken, FakeGitHub
 from jupyter_cloudws.testing.git_http import GitHttpServer
 from support import git
 from github_helpers import REPO, push_branch
@@ -129,6 +130,32 @@ def test_refusals_are_clear_sentences(served: FakeGitHub) -> None:
     assert (revoked.status, revoked.code) == (403, "github_bad_token")
     assert "wrong, expired or revoked (Bad credentials)" in revoked.message
     assert served.errors == []
+
+
+@pytest.mark.parametrize("operation, call, args, body, what", [
+    ("repos/list-branches", "list_branches", ("octo-user", "project"), b"<html>oops</html>", "not JSON"),
+    ("repos/list-branches", "list_branches", ("octo-user", "project"), b"\xff\xfe", "not JSON"),
+    ("repos/list-branches", "list_branches", ("octo-user", "project"), {"name": "main"}, "not a JSON list of objects"),
+    ("repos/list-branches", "list_branches", ("octo-user", "project"), ["main"], "not a JSON list of objects"),
+    ("repos/get", "get_repo", ("octo-user", "project"), ["project"], "not a JSON object"),
+    ("pulls/list", "find_pulls", ("octo-user", "project", "feature"), [{"state": "open"}], "not a pull request"),
+    ("pulls/get", "get_pull", ("octo-user", "project", 1), {"number": "1", "state": "open"}, "not a pull request"),
+    ("pulls/get", "get_pull", ("octo-user", "project", 1), {"number": 1, "state": "open", "base": "main"},
+     "not a pull request (a malformed base"),
+])  # fmt: skip
+def test_an_answer_that_is_not_what_github_sends_is_a_clear_502(
+    served: FakeGitHub, operation: str, call: str, args: tuple, body: object, what: str
+) -> None:
+    async def open_one() -> None:
+        async with GitHubClient(settings_for(served)) as gh:
+            await gh.create_pull("octo-user", "project", title="t", head="feature", base="main", body="", draft=False)
+
+    run(open_one())  # an answer other than 200 would be refused as the host's error instead
+    served.tamper[operation] = lambda answer: Broken(body)
+    error = run(refusal(settings_for(served), call, *args))
+    assert (error.status, error.code, error.upstream_status) == (502, "github_bad_answer", None)
+    assert error.message.startswith(f"the git host ({urlsplit(served.url).netloc}) answered repos/octo-user/project")
+    assert f"with something that is {what}" in error.message
 
 
 def test_no_token_is_refused_before_any_call(served: FakeGitHub) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from jupyter_server.auth import Authorizer, IdentityProvider, User
@@ -17,7 +18,7 @@ from jupyter_server.auth import Authorizer, IdentityProvider, User
 from cloudws_sandbox.protocol import AssistantText, GitEvent, UserMessage
 from github_helpers import REPO, push_branch
 from hub_api import Api
-from jupyter_cloudws.testing.fake_github import FakeGitHub
+from jupyter_cloudws.testing.fake_github import Broken, FakeGitHub
 from jupyter_cloudws.testing.git_http import GitHttpServer
 
 TOKENS = {"alice-token": "alice", "bob-token": "bob"}
@@ -292,6 +293,35 @@ async def test_another_user_is_refused(
         code, error = await call
         assert (code, error["code"]) == (404, "unknown_session")
     assert len(fake_github.pulls) == 1 and len(hub.store.artifacts(session["id"])) == 1
+
+
+async def test_an_answer_that_breaks_githubs_contract_is_a_clear_502_and_loses_nothing(
+    alice: Api, hub: Any, fake_github: FakeGitHub, git_http: GitHttpServer, project: str, tmp_path: Path
+) -> None:
+    fake_github.tamper["repos/list-for-authenticated-user"] = lambda answer: Broken(b"<html>Unicorn!</html>")
+    code, error = await alice.get("github/repos")
+    assert (code, error["code"]) == (502, "github_bad_answer")
+    assert error["message"] == f"the git host ({urlsplit(fake_github.url).netloc}) answered user/repos with something that is not JSON"
+
+    session = await alice.new_session(project)
+    stage_work(hub, git_http, session, tmp_path)
+    sid = session["id"]
+    numberless = {"pulls/create": lambda answer: Broken({k: v for k, v in answer.items() if k != "number"})}
+    fake_github.tamper.update(numberless)
+    code, error = await alice.post(f"sessions/{sid}/pull-request")
+    assert (code, error["code"]) == (502, "github_bad_answer") and "not a pull request (no number" in error["message"]
+    assert hub.store.artifacts(sid) == []
+
+    fake_github.tamper.clear()
+    fake_github.pulls.clear()
+    code, answer = await alice.post(f"sessions/{sid}/pull-request")
+    assert code == 201, answer
+    # A refresh answered with a numberless pull request leaves the stored one as it was.
+    fake_github.tamper["pulls/get"] = lambda answer: Broken({k: v for k, v in answer.items() if k != "number"})
+    fake_github.merge_pull(REPO, 1)
+    code, listed = await alice.get(f"sessions/{sid}/artifacts")
+    assert code == 200 and [(a["number"], a["state"]) for a in listed["artifacts"]] == [(1, "open")]
+    assert fake_github.errors == []
 
 
 class TestWithoutAToken:
