@@ -73,6 +73,8 @@ class Review:
                 path = await mirrors.sync(repo, [b for b in (base_ref, branch) if b], want=[head])
                 self._check_pushed(event, await mirrors.has(path, [head]))
                 base_sha = await merge_base(path, f"refs/remotes/origin/{base_ref}", head) if base_ref else None
+                if base_sha is None and not self._started_empty(gits):
+                    await self._check_base(path, base_ref)
                 before = base_sha
                 base = {"ref": base_ref, "sha": base_sha} if base_sha else None
             result = await compute_changes(path, before, head, self.limits)
@@ -103,6 +105,26 @@ class Review:
             raise HubError(409, "not_pushed",
                            f"commit {event['sha'][:12]} never reached the repository{why}; its changes can be "
                            "shown once a later prompt pushes the branch")  # fmt: skip
+
+    @staticmethod
+    def _started_empty(gits: list[dict[str, Any]]) -> bool:
+        """Whether the session began on a repository with no commit (its first commit's ``git``
+        event has ``before: null``): then it has no base, and all its files are added."""
+        first = next((e for e in gits if e.get("sha")), None)
+        return first is not None and "before" in first and first["before"] is None
+
+    async def _check_base(self, path: Path, base_ref: str | None) -> None:
+        """Refuse to diff against nothing when the base branch is gone from origin (deleted or
+        renamed): the whole repository would show as the session's work."""
+        from ..hub import HubError
+
+        if base_ref and all(await self.mirrors.has(path, [f"refs/remotes/origin/{base_ref}"])):
+            return  # there, but shares no history with the session's branch: shown from nothing
+        where = f"the base branch {base_ref!r} is" if base_ref else "the repository's default branch is"
+        raise HubError(409, "base_missing",
+                       f"{where} no longer on the repository (deleted or renamed?), so the session's changes "
+                       "cannot be told apart from the rest of it; push the branch again, or ask for one "
+                       "prompt's changes (?prompt=ID)")  # fmt: skip
 
     @staticmethod
     async def _first_parent(path: Path, head: str) -> str | None:

@@ -4,6 +4,7 @@ work tree on the session branch, and the ``git`` events a prompt logs (as the da
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -44,17 +45,23 @@ class Workspace:
     def head(self) -> str:
         return git("rev-parse", "HEAD", cwd=self.work)
 
+    def head_or_none(self) -> str | None:
+        """HEAD, or None in a repository with no commit yet."""
+        found = subprocess.run(["git", "rev-parse", "--verify", "--quiet", "HEAD"], cwd=self.work,
+                               capture_output=True, text=True)  # fmt: skip
+        return found.stdout.strip() or None
+
     async def prompt(self, files: dict[str, str | bytes | None] | None = None, *, push: bool = True,
                      text: str = "change things") -> str:  # fmt: skip
         """One prompt's work: returns its id; its ``git`` event is in the store."""
         prompt, _ = self.hub.store.enqueue_prompt(self.sid, text=text, model=None, client_request_id=None,
                                                   author={"username": "ada"}, max_queue=100)  # fmt: skip
-        before = self.head()
+        before = self.head_or_none()
         self.write(files or {})
         git("add", "--all", cwd=self.work)
         git("commit", "--quiet", "--allow-empty", "-m", text, cwd=self.work)
         sha = self.head()
-        listed, total = await gitops.changed_files(str(self.work), before, sha)
+        listed, total = await gitops.changed_files(str(self.work), before or "", sha)
         if push:
             git("push", "--quiet", "origin", f"HEAD:refs/heads/{BRANCH}", cwd=self.work)
         event = GitEvent(BRANCH, sha, pushed=push, committed=True, message_id=prompt["id"], before=before,

@@ -197,3 +197,27 @@ async def test_past_the_file_limit_the_rest_are_counted_not_listed(hub, ws):
     assert [f["path"] for f in answer["files"]] == ["f0.txt", "f1.txt", "f2.txt"]
     assert answer["totals"] == {"files": 5, "additions": 5, "deletions": 0} and answer["truncated"] is True
     assert all(not f["diff_truncated"] and f["diff"].endswith(f"+{i}\n") for i, f in enumerate(answer["files"]))
+
+
+async def test_a_base_branch_gone_from_origin_is_a_409_naming_it_not_everything_added(hub, ws, origin):
+    prompt = await ws.prompt({"a.txt": "a\n"})
+    hub.store.update_session(ws.sid, base_branch="main")
+    git("--git-dir", str(origin), "update-ref", "-d", "refs/heads/main")  # deleted on the host
+    with pytest.raises(HubError) as info:
+        await hub.changes(ws.sid, ADA)
+    assert (info.value.status, info.value.code) == (409, "base_missing")
+    assert info.value.message.startswith("the base branch 'main' is no longer on the repository")
+    # One prompt's changes need no base branch.
+    assert [f["path"] for f in (await hub.changes(ws.sid, ADA, prompt))["files"]] == ["a.txt"]
+
+
+async def test_an_empty_repositorys_first_session_is_all_added(hub, tmp_path):
+    empty = tmp_path / "remotes" / "empty.git"
+    git("init", "--quiet", "--bare", "--initial-branch=main", str(empty))
+    ws = Workspace(hub, empty, tmp_path / "work-empty")
+    hub.store.update_session(ws.sid, base_branch="main")  # main never existed: nothing to diff from
+    await ws.prompt({"first.txt": "1\n"})
+    await ws.prompt({"second.txt": "2\n"})
+    answer = await hub.changes(ws.sid, ADA)
+    assert (answer["base"], answer["head"]["sha"]) == (None, ws.head())
+    assert sorted((f["path"], f["status"]) for f in answer["files"]) == [("first.txt", "added"), ("second.txt", "added")]
