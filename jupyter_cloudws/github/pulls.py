@@ -221,7 +221,9 @@ class PullRequests:
             await self._ensure_pushed(session, author or {"username": who.username})
             try:
                 async with client as gh:
-                    existing = await gh.find_pulls(owner, name, session["branch"])
+                    # Only an open (or draft) one is linked: GitHub opens a new one once the old is
+                    # closed or merged, and the old stays among the artifacts.
+                    existing = await gh.find_pulls(owner, name, session["branch"], state="open")
                     if existing:
                         return self._record(session_id, existing[0]), False
                     base = session["base_branch"] or (await gh.get_repo(owner, name)).get("default_branch")

@@ -218,23 +218,35 @@ async def test_open_pull_requests_are_asked_about_at_most_once_per_interval(
     assert [r["path"] for r in fake_github.requests].count(path) == 2
 
 
-async def test_a_branch_that_already_has_a_pull_request_is_linked(
+async def test_a_branch_that_already_has_a_pull_request_is_linked_until_it_is_closed(
     alice: Api, hub: Any, fake_github: FakeGitHub, git_http: GitHttpServer, project: str, tmp_path: Path
 ) -> None:
     session = await alice.new_session(project, base_branch="main")
+    sid = session["id"]
     stage_work(hub, git_http, session, tmp_path)
     fake_github.pulls.clear()
     import httpx  # opened by someone on GitHub's own site, before the session asked
 
     opened = httpx.post(f"{fake_github.url}/repos/{REPO}/pulls", headers={"Authorization": f"token {fake_github.token}"},
-                        json={"title": "Opened by hand", "head": session["branch"], "base": "main"})  # fmt: skip
+                        json={"title": "Opened by hand", "head": session["branch"], "base": "main", "draft": True})  # fmt: skip
     assert opened.status_code == 201
-    fake_github.close_pull(REPO, 1)
-    code, answer = await alice.post(f"sessions/{session['id']}/pull-request")
+    code, answer = await alice.post(f"sessions/{sid}/pull-request")
     assert code == 200, answer
-    assert (answer["created"], answer["pull_request"]["title"], answer["pull_request"]["state"]) == (
-        False, "Opened by hand", "closed")  # fmt: skip
+    assert (answer["created"], answer["pull_request"]["number"], answer["pull_request"]["title"],
+            answer["pull_request"]["state"]) == (False, 1, "Opened by hand", "draft")  # fmt: skip
     assert len(fake_github.pulls) == 1
+
+    # Closed without merging: asking again opens a new one, and the old one stays listed.
+    fake_github.close_pull(REPO, 1)
+    code, answer = await alice.post(f"sessions/{sid}/pull-request")
+    assert code == 201, answer
+    assert (answer["created"], answer["pull_request"]["number"], answer["pull_request"]["state"]) == (True, 2, "open")
+    assert [(p.number, p.state) for p in fake_github.pulls] == [(1, "closed"), (2, "open")]
+    code, listed = await alice.get(f"sessions/{sid}/artifacts")
+    assert sorted((a["number"], a["state"]) for a in listed["artifacts"]) == [(1, "closed"), (2, "open")]
+    code, again = await alice.post(f"sessions/{sid}/pull-request")
+    assert (code, again["created"], again["pull_request"]["number"]) == (200, False, 2)
+    assert fake_github.errors == []
 
 
 async def test_refusals_are_clear(
