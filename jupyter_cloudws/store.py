@@ -67,6 +67,9 @@ CREATE TABLE IF NOT EXISTS events (
     body TEXT NOT NULL,
     PRIMARY KEY (session_id, seq)
 ) WITHOUT ROWID;
+-- events_of_type: one type's events of a session in order, without reading the others' bodies.
+-- Here, not in a migration: executescript runs on every open, so an older database gets it too.
+CREATE INDEX IF NOT EXISTS events_type ON events (session_id, type, seq);
 CREATE TABLE IF NOT EXISTS artifacts (
     id TEXT PRIMARY KEY,
     session_id TEXT NOT NULL REFERENCES sessions (id),
@@ -117,6 +120,13 @@ class QueueFull(Exception):
 
 class UnknownSession(KeyError):
     """No session has this id."""
+
+
+def _json_path(key: str) -> str:
+    """A top-level field's JSON path (a bound parameter; the name is checked all the same)."""
+    if not key.isidentifier():
+        raise ValueError(f"not an event field name: {key!r}")
+    return f"$.{key}"
 
 
 def new_id() -> str:
@@ -269,13 +279,24 @@ class SessionStore:
         ).fetchall()
         return [json.loads(r["body"]) for r in rows[:limit]], len(rows) > limit
 
-    def events_of_type(self, session_id: str, kind: str, *, limit: int = -1, newest: bool = False) -> list[dict[str, Any]]:
+    def events_of_type(self, session_id: str, kind: str, *, limit: int = -1, newest: bool = False,
+                       where: dict[str, str] | None = None, present: tuple[str, ...] = ()) -> list[dict[str, Any]]:  # fmt: skip
         """A session's events of one type (a prompt's ``git`` event, say), oldest first; with
-        ``limit`` only that many; ``newest``: the last ones, newest first."""
-        rows = self._db.execute(
-            f"SELECT body FROM events WHERE session_id = ? AND type = ? ORDER BY seq {'DESC' if newest else 'ASC'} LIMIT ?",
-            (session_id, kind, limit),
-        ).fetchall()
+        ``limit`` only that many; ``newest``: the last ones, newest first. ``where`` keeps those
+        whose top-level fields have these values, ``present`` those where these fields are set
+        (not null, not empty): SQLite picks them, so only the bodies returned are parsed here."""
+        # INDEXED BY: without statistics SQLite guesses the primary key (every event of the
+        # session) is cheaper, as the index does not hold the bodies; it is not, past a few prompts.
+        sql = "SELECT body FROM events INDEXED BY events_type WHERE session_id = ? AND type = ?"
+        args: list[Any] = [session_id, kind]
+        for key, value in (where or {}).items():
+            sql += " AND json_extract(body, ?) = ?"
+            args += [_json_path(key), value]
+        for key in present:
+            sql += " AND COALESCE(json_extract(body, ?), '') != ''"
+            args.append(_json_path(key))
+        sql += f" ORDER BY seq {'DESC' if newest else 'ASC'} LIMIT ?"
+        rows = self._db.execute(sql, (*args, limit)).fetchall()
         return [json.loads(r["body"]) for r in rows]
 
     def latest_events(self, session_id: str, limit: int) -> tuple[list[dict[str, Any]], bool]:

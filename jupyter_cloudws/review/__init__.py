@@ -38,21 +38,22 @@ class Review:
         from ..hub import HubError
 
         sid, branch = session["id"], session["branch"]
-        gits = self.hub.store.events_of_type(sid, "git")
+        store = self.hub.store
         answer: dict[str, Any] = {
             "session_id": sid, "prompt_id": prompt_id, "base": None, "head": None, "files": [],
             "totals": {"files": 0, "additions": 0, "deletions": 0}, "truncated": False,
         }  # fmt: skip
         if prompt_id is not None:
             try:
-                prompt = self.hub.store.get_prompt(prompt_id)
+                prompt = store.get_prompt(prompt_id)
             except KeyError:
                 prompt = None
             if prompt is None or prompt["session_id"] != sid:
                 raise HubError(404, "unknown_prompt", f"session {sid!r} has no prompt {prompt_id!r}")
-            event = next((e for e in reversed(gits) if e.get("message_id") == prompt_id), None)
+            found = store.events_of_type(sid, "git", limit=1, newest=True, where={"message_id": prompt_id})
         else:
-            event = next((e for e in reversed(gits) if e.get("sha")), None)
+            found = store.events_of_type(sid, "git", limit=1, newest=True, present=("sha",))
+        event = found[0] if found else None
         if event is None or not event.get("sha"):
             return answer  # no commit yet: nothing changed
         head = self._commit(event["sha"], "sha")
@@ -73,8 +74,10 @@ class Review:
                 path = await mirrors.sync(repo, [b for b in (base_ref, branch) if b], want=[head])
                 self._check_pushed(event, await mirrors.has(path, [head]))
                 base_sha = await merge_base(path, f"refs/remotes/origin/{base_ref}", head) if base_ref else None
-                if base_sha is None and not self._started_empty(gits):
-                    await self._check_base(path, base_ref)
+                if base_sha is None:
+                    first = store.events_of_type(sid, "git", limit=1, present=("sha",))
+                    if not self._started_empty(first):
+                        await self._check_base(path, base_ref)
                 before = base_sha
                 base = {"ref": base_ref, "sha": base_sha} if base_sha else None
             result = await compute_changes(path, before, head, self.limits)
@@ -107,11 +110,11 @@ class Review:
                            "shown once a later prompt pushes the branch")  # fmt: skip
 
     @staticmethod
-    def _started_empty(gits: list[dict[str, Any]]) -> bool:
+    def _started_empty(first: list[dict[str, Any]]) -> bool:
         """Whether the session began on a repository with no commit (its first commit's ``git``
-        event has ``before: null``): then it has no base, and all its files are added."""
-        first = next((e for e in gits if e.get("sha")), None)
-        return first is not None and "before" in first and first["before"] is None
+        event, the one in ``first``, has ``before: null``): then it has no base, and all its
+        files are added."""
+        return bool(first) and "before" in first[0] and first[0]["before"] is None
 
     async def _check_base(self, path: Path, base_ref: str | None) -> None:
         """Refuse to diff against nothing when the base branch is gone from origin (deleted or
