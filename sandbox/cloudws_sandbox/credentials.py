@@ -3,9 +3,9 @@
 The token comes from the hub over the bridge (the ``credentials`` op) and stays in the daemon's
 memory: never in a URL, ``.git/config``, a process's arguments or environment, a log or an event.
 Each network git call the daemon makes gets, through ``GIT_CONFIG_*`` variables (which outrank
-the repository's config), a helper list holding only ``python -m cloudws_sandbox credential``,
-and a one-time nonce. The helper asks the daemon's unix socket for the credential; the daemon
-answers only when
+the repository's config), a helper list holding only credential_helper.py (run as
+``cd / && exec PYTHON -I -S PATH``), and a one-time nonce. The helper asks the daemon's unix
+socket for the credential; the daemon answers only when
 
 * the nonce belongs to a git call running now,
 * the asking process descends from that call through git's own ``git-remote-http(s)`` (so a hook,
@@ -14,6 +14,25 @@ answers only when
 * the protocol and host are the credential's.
 
 The agent's own git has no live nonce, so it gets nothing. A refused request burns the nonce.
+
+Threat model. The agent runs as the daemon's uid and writes the work tree. What that no longer
+gets it, each with an attack test (tests/runtime/test_credential_attacks.py, test_undumpable.py):
+
+* code in the helper: a ``json.py``, ``socket.py`` or ``cloudws_sandbox/`` planted at the work
+  tree top (git's cwd) is not imported (``-I``: no cwd, ``PYTHONPATH`` or user site on the path);
+* the token by configuration: fetch and push never read the work tree's or the global config
+  (an ``http.proxy`` there would get the ``Authorization`` header) nor go to ``origin`` (its
+  ``url``/``pushurl`` could name another repository on the same host); see gitops.Upstream;
+* the token from memory: the daemon and ``attach`` are non-dumpable (``__main__``), so a
+  same-uid process without CAP_SYS_PTRACE cannot ptrace them or read ``/proc/PID/mem``/``environ``.
+
+What a same-uid agent still can, which only running the agent under another uid than the daemon
+(not done here) stops: on Modal that uid is root, which ptraces and reads any process's memory
+regardless of the dumpable flag, and anywhere the agent can rewrite what the daemon runs next
+(the runtime's files, the Python or git it executes, the daemon's state dir between writing the
+fetch dir's config and git reading it) and so get the token at the next network call; and the
+processes of one network call (``git-remote-http`` and the helper) hold the token while they run
+and are ordinary, dumpable processes of that uid, whose memory an agent watching for them can read.
 """
 
 from __future__ import annotations

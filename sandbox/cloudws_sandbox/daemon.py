@@ -49,6 +49,7 @@ log = logging.getLogger("cloudws_sandbox.daemon")
 
 SHUTDOWN_GRACE_S = 10.0  # how long the start-up and prompt tasks get to end when the daemon stops
 INTERRUPT_GRACE_S = 10.0  # after this, an interrupt that the CLI has not honoured kills it
+NET_GIT_DIR = "net.git"  # in the state dir: the bare git dir the daemon fetches and pushes from
 
 
 class ResumeFailed(Exception):
@@ -139,6 +140,9 @@ class Daemon:
         self.idle = IdleTimer(idle_timeout_from_env(), self._busy, self._end_idle)
         self.credentials = CredentialBroker(state_dir / CREDENTIAL_SOCKET_NAME, required=config.git_credentials,
                                             timeout_s=config.git_credentials_timeout_s)  # fmt: skip
+        # Fetch and push go to config.repo from a git dir of the daemon's, never through the
+        # work tree's config or its origin, which the agent may have changed (see gitops).
+        self.upstream = gitops.Upstream(config.repo, str(state_dir / NET_GIT_DIR))
 
     # -- life -------------------------------------------------------------------------------
 
@@ -188,7 +192,7 @@ class Daemon:
             tree = await startup.prepare_work_tree(
                 repo=config.repo, workdir=config.workdir, base_branch=config.base_branch, branch=config.branch,
                 restore_kind=config.restore_kind, prebuild=config.prebuild, append=self.log.append,
-                auth=self.credentials,
+                upstream=self.upstream, auth=self.credentials,
             )  # fmt: skip
             if tree.fresh:  # a restored work tree had its setup run before its image was made
                 await startup.run_setup_step(config.workdir, self.redactor, config.setup_timeout_s, self.log.append)
@@ -431,7 +435,7 @@ class Daemon:
                 files, files_total = await self._changed_files(head_before, sha)
             pushing = changed or (push_unchanged and bool(sha))
             if pushing:
-                await gitops.push(workdir, branch, self.credentials)
+                await gitops.push(workdir, branch, self.upstream, self.credentials)
             return self.log.append(GitEvent(branch, sha, pushed=pushing, committed=changed, message_id=message_id,
                                             before=head_before or None, files=files, files_total=files_total))  # fmt: skip
         except gitops.GitError as exc:

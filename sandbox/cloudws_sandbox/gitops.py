@@ -4,6 +4,15 @@ Credentials never appear here: the network calls (clone, fetch, push) take an ``
 daemon's :class:`~cloudws_sandbox.credentials.CredentialBroker`, whose helper gives git the token
 for that one call, so clone URLs, error messages and events stay clean.
 
+The agent writes the work tree's ``.git/config``, so no call that carries the token reads it
+(its ``http.proxy`` would receive the ``Authorization`` header, its ``remote.origin.url`` or
+``pushurl`` the push). Fetch and push run in a bare git dir of the daemon's (:class:`Upstream`:
+its config rewritten before each call, the work tree's objects as its alternate, so a push
+copies nothing), to the session's repository URL as the hub configured it, never ``origin``;
+with no system or global config and no hooks. A fetch lands there and is then fetched into
+the work tree locally, with no credential. Only the clone, before any agent exists, runs in
+the work tree, with the same isolation from the system and global config.
+
 Every value that comes from a user (repository, branch names) is put where git cannot read it
 as an option: after ``--``, or as the argument of an option that takes one. The hub refuses such values too; this is the
 second line.
@@ -12,8 +21,10 @@ second line.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
+import shutil
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -24,6 +35,10 @@ if TYPE_CHECKING:
     from .credentials import CredentialBroker, Ticket
 
 GIT_TIMEOUT_S = 300.0
+# Every call that carries the token: no system or global config (the agent, of the same uid,
+# writes ~/.gitconfig too), no hooks.
+AUTH_ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull}
+AUTH_CONFIG = [("core.hooksPath", os.devnull)]
 _URL_CREDENTIALS = re.compile(r"(://)[^/@\s]+@")
 
 
@@ -73,7 +88,8 @@ async def git_bytes(*args: str, cwd: str, env: dict[str, str] | None = None, che
         raise GitError(f"git {args[0]} did not run: {exc}") from None
     with auth.call() as ticket:
         auth_entries, auth_env = auth.env(ticket)
-        return await _run_git(args, cwd, {**full_env, **auth_env}, auth_entries + entries, check, ticket)
+        return await _run_git(args, cwd, {**full_env, **AUTH_ENV, **auth_env}, AUTH_CONFIG + auth_entries + entries,
+                              check, ticket)  # fmt: skip
 
 
 async def _run_git(args: tuple[str, ...], cwd: str, env: dict[str, str], entries: list[tuple[str, str]],
@@ -142,9 +158,71 @@ async def prepare_branch(cwd: str, base_branch: str, branch: str) -> str:
     return base
 
 
-async def fetch(cwd: str, auth: CredentialBroker | None = None) -> None:
-    """Bring origin's branches up to date; local branches are left as they are."""
-    await git("fetch", "--quiet", "--", "origin", cwd=cwd, auth=auth)
+class Upstream:
+    """The session's repository as the daemon's fetch and push reach it: ``url``, as the hub
+    configured it, from ``net_dir``, a bare git dir of the daemon's (outside the work tree)."""
+
+    def __init__(self, url: str, net_dir: str) -> None:
+        self.url = url
+        self.net_dir = net_dir
+        self._object_format = ""
+        self._config_text = ""  # kept here, not read back from a file the agent could reach
+
+    async def prepare(self, cwd: str) -> str:
+        """``net_dir`` ready for a call about the work tree at ``cwd``: made if missing, its
+        config, ``HEAD`` and alternates written afresh and its refs emptied (whatever changed
+        them since is undone, and no ref can name an object the work tree has since dropped:
+        a fetch negotiates from the work tree's refs, a push needs none). Returns it."""
+        net = self.net_dir
+        if not self._config_text:
+            self._object_format = await git("rev-parse", "--show-object-format", cwd=cwd)  # sha1 or sha256
+            self._config_text = _net_config(self._object_format)
+        if not os.path.isdir(os.path.join(net, "objects")):
+            os.makedirs(os.path.dirname(net) or ".", exist_ok=True)
+            # No template: no hooks, no sample files.
+            await git("init", "--quiet", "--bare", "--template=", f"--object-format={self._object_format}", "--", net,
+                      cwd=os.path.dirname(net) or ".", env=AUTH_ENV)  # fmt: skip
+        _write(os.path.join(net, "config"), self._config_text)
+        _write(os.path.join(net, "HEAD"), "ref: refs/heads/main\n")
+        shutil.rmtree(os.path.join(net, "refs"), ignore_errors=True)
+        for name in ("packed-refs", "FETCH_HEAD"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(net, name))
+        for name in ("heads", "tags"):
+            os.makedirs(os.path.join(net, "refs", name))
+        objects = await git("rev-parse", "--git-path", "objects", cwd=cwd)
+        _write(os.path.join(net, "objects", "info", "alternates"), os.path.join(os.path.abspath(cwd), objects) + "\n")
+        return net
+
+    def __repr__(self) -> str:
+        return f"Upstream({redact(self.url)!r}, {self.net_dir!r})"
+
+
+def _net_config(object_format: str) -> str:
+    # No housekeeping: nothing there is kept for long (the work tree holds what was fetched).
+    quiet = "[gc]\n\tauto = 0\n[maintenance]\n\tauto = false\n"
+    if object_format == "sha1":
+        return "[core]\n\trepositoryformatversion = 0\n\tbare = true\n" + quiet
+    return (f"[core]\n\trepositoryformatversion = 1\n\tbare = true\n[extensions]\n\tobjectformat = {object_format}\n"
+            + quiet)  # fmt: skip
+
+
+def _write(path: str, text: str) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    temp = f"{path}.{os.getpid()}.tmp"
+    with open(temp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(temp, path)  # never a half-written config for git to read
+
+
+async def fetch(cwd: str, upstream: Upstream, auth: CredentialBroker | None = None) -> None:
+    """Bring origin's branches (``refs/remotes/origin/*``) up to date from the session's
+    repository; local branches are left as they are."""
+    net = await upstream.prepare(cwd)
+    await git("fetch", "--quiet", "--no-tags", "--", upstream.url, "+refs/heads/*:refs/remotes/origin/*", cwd=net,
+              env={**AUTH_ENV, "GIT_DIR": net}, config=AUTH_CONFIG, auth=auth)  # fmt: skip
+    # A local fetch, with nothing to authenticate: the work tree's config may do as it likes.
+    await git("fetch", "--quiet", "--no-tags", "--", net, "+refs/remotes/origin/*:refs/remotes/origin/*", cwd=cwd)
 
 
 async def local_branch_exists(cwd: str, branch: str) -> bool:
@@ -302,10 +380,15 @@ def is_local_url(url: str) -> bool:
     return url.startswith("/") or url.startswith("file://")
 
 
-async def push(cwd: str, branch: str, auth: CredentialBroker | None = None) -> None:
-    origin = await git("remote", "get-url", "origin", cwd=cwd, check=False)
-    local = [f"--receive-pack={LOCAL_RECEIVE_PACK}"] if is_local_url(origin) else []
-    await git("push", "--quiet", *local, "--", "origin", f"HEAD:refs/heads/{branch}", cwd=cwd, auth=auth)
+async def push(cwd: str, branch: str, upstream: Upstream, auth: CredentialBroker | None = None) -> None:
+    """Push the work tree's HEAD to ``branch`` of the session's repository, and note it in
+    ``refs/remotes/origin/BRANCH`` as a push to origin would."""
+    sha = await git("rev-parse", "--verify", "HEAD^{commit}", cwd=cwd)
+    net = await upstream.prepare(cwd)
+    local = [f"--receive-pack={LOCAL_RECEIVE_PACK}"] if is_local_url(upstream.url) else []
+    await git("push", "--quiet", *local, "--", upstream.url, f"{sha}:refs/heads/{branch}", cwd=net,
+              env={**AUTH_ENV, "GIT_DIR": net}, config=AUTH_CONFIG, auth=auth)  # fmt: skip
+    await git("update-ref", "-m", "cloudws: pushed", f"refs/remotes/origin/{branch}", sha, cwd=cwd, check=False)
 
 
 def commit_message(prompt: str, session_id: str, max_subject_chars: int = 72) -> str:

@@ -60,17 +60,18 @@ class WorkTree:
 
 async def prepare_work_tree(
     *, repo: str, workdir: str, base_branch: str, branch: str, restore_kind: str, prebuild: bool, append: Append,
-    auth: CredentialBroker | None = None,
+    upstream: gitops.Upstream, auth: CredentialBroker | None = None,
 ) -> WorkTree:
     """The work tree in place, on the session branch (on the base branch for a prebuild).
-    ``auth`` gives the clone and fetch the repository's credential."""
+    ``upstream`` is where a fetch goes (``repo``, never the work tree's ``origin``); ``auth``
+    gives the clone and fetch the repository's credential."""
     if restore_kind not in RESTORE_KINDS:
         raise StartupError(f"unknown restore_kind {restore_kind!r}: expected one of {RESTORE_KINDS}")
     present = (Path(workdir) / ".git").exists()
     if prebuild:
         if present:
             step = Step(append, "fetch", "fetching from origin")
-            await _or_fail(step, gitops.fetch(workdir, auth))
+            await _or_fail(step, gitops.fetch(workdir, upstream, auth))
         else:
             step = await _clone(repo, workdir, append, auth)
         base = await _or_fail(step, gitops.checkout_base(workdir, base_branch))
@@ -91,7 +92,7 @@ async def prepare_work_tree(
         restore.done("work tree found")
         step = Step(append, "fetch", "fetching from origin")
         try:
-            await gitops.fetch(workdir, auth)
+            await gitops.fetch(workdir, upstream, auth)
             fetched = True
         except gitops.GitError as exc:  # the sandbox may work offline on what it has
             step.failed(f"could not fetch from origin; working from what the image holds: {exc}")

@@ -61,10 +61,11 @@ async def test_clone_fetch_and_push_get_the_token_through_the_helper(host, tmp_p
         work = tmp_path / "work"
         await gitops.clone(url, str(work), broker)
         assert (work / "README.md").read_text() == "# private\n"
-        await gitops.fetch(str(work), broker)
+        upstream = gitops.Upstream(url, str(tmp_path / "state" / "net.git"))
+        await gitops.fetch(str(work), upstream, broker)
         (work / "new.txt").write_text("hello\n")
         assert await gitops.commit_all(str(work), "add new.txt", AUTHOR)
-        await gitops.push(str(work), "cloudws/session", broker)
+        await gitops.push(str(work), "cloudws/session", upstream, broker)
         pushed = subprocess.run(["git", "rev-parse", "refs/heads/cloudws/session"], cwd=host.path_for("private"),
                                 capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
         assert pushed == await gitops.head_sha(str(work))
@@ -275,6 +276,6 @@ async def test_a_push_the_host_forbids_is_reported_as_refused(tmp_path):
             (work / "new.txt").write_text("hello\n")
             await gitops.commit_all(str(work), "add new.txt", AUTHOR)
             with pytest.raises(gitops.GitError) as caught:
-                await gitops.push(str(work), "cloudws/session", broker)
+                await gitops.push(str(work), "cloudws/session", gitops.Upstream(url, str(tmp_path / "net.git")), broker)
         where = host.url
     assert f"the git host refused the token for {where} (HTTP 403)" in str(caught.value)

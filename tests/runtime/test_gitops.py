@@ -82,7 +82,7 @@ async def test_a_fresh_sandbox_continues_the_branch_an_earlier_one_pushed(remote
     await gitops.prepare_branch(first, "main", "cloudws/x")
     (Path(first) / "notes.md").write_text("progress\n")
     assert await gitops.commit_all(first, "Add notes", AUTHOR) is True
-    await gitops.push(first, "cloudws/x")
+    await gitops.push(first, "cloudws/x", gitops.Upstream(str(remote), str(tmp_path / "net-first.git")))
     pushed = await gitops.head_sha(first)
     assert pushed != main_sha(remote)
 
@@ -144,11 +144,12 @@ async def test_push_lands_the_branch_in_the_remote(remote, tmp_path):
     await gitops.prepare_branch(work, "main", "cloudws/x")
     (Path(work) / "CHANGELOG.md").write_text("- things\n")
     await gitops.commit_all(work, "Add changelog", AUTHOR)
-    await gitops.push(work, "cloudws/x")
+    upstream = gitops.Upstream(str(remote), str(tmp_path / "state" / "net.git"))
+    await gitops.push(work, "cloudws/x", upstream)
     assert run("rev-parse", "refs/heads/cloudws/x", cwd=remote) == await gitops.head_sha(work)
     assert run("rev-parse", "refs/heads/main", cwd=remote) != await gitops.head_sha(work)  # main untouched
     # Pushing again with nothing new is fine.
-    await gitops.push(work, "cloudws/x")
+    await gitops.push(work, "cloudws/x", upstream)
 
 
 async def test_git_errors_do_not_leak_credentials(remote, tmp_path):
