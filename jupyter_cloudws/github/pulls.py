@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -76,8 +77,9 @@ class PullRequests:
         self.hub = hub
         self.refresh_interval_s = REFRESH_INTERVAL_S
         self.clock = time.monotonic
-        self._last_refresh: dict[str, float] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._last_refresh: dict[str, float] = {}  # only the last interval's: older ones are due anyway
+        # A session's lock lives while a create holds or awaits it, then goes (see Mirrors._locks).
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     @property
     def github(self) -> Any:
@@ -215,7 +217,9 @@ class PullRequests:
             raise HubError(400, "not_on_github", f"the session's repository is not on {self.github.url} "
                            "(c.GitHub.url), so no pull request can be opened for it")  # fmt: skip
         owner, name = full_name.split("/")
-        lock = self._locks.setdefault(session_id, asyncio.Lock())
+        lock = self._locks.get(session_id)
+        if lock is None:
+            lock = self._locks[session_id] = asyncio.Lock()
         async with lock:  # two clicks must not open two pull requests
             client = self._client()
             await self._ensure_pushed(session, author or {"username": who.username})
@@ -277,6 +281,7 @@ class PullRequests:
         now = self.clock()
         due = now - self._last_refresh.get(session_id, float("-inf")) >= self.refresh_interval_s
         if live and full_name and self.github.token and due:
+            self._last_refresh = {k: t for k, t in self._last_refresh.items() if now - t < self.refresh_interval_s}
             self._last_refresh[session_id] = now
             owner, name = full_name.split("/")
             try:

@@ -22,6 +22,7 @@ import hashlib
 import logging
 import os
 import signal
+import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -110,13 +111,18 @@ class Mirrors:
         self.root = root
         self.github = github
         self._redact = redact_text
-        self._locks: dict[str, asyncio.Lock] = {}
+        # A lock lives while a sync holds or awaits it (their frames hold it), then goes: one per
+        # repository ever reviewed would otherwise stay for the server's life.
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     def path_for(self, repo: str) -> Path:
         return self.root / (hashlib.sha256(repo.encode()).hexdigest()[:32] + ".git")
 
     def _lock(self, repo: str) -> asyncio.Lock:
-        return self._locks.setdefault(repo, asyncio.Lock())
+        lock = self._locks.get(repo)
+        if lock is None:
+            lock = self._locks[repo] = asyncio.Lock()
+        return lock
 
     def remote_env(self, repo: str) -> dict[str, str]:
         """The environment of a git child that talks to ``repo``: no prompts, the user's own git

@@ -218,6 +218,24 @@ async def test_open_pull_requests_are_asked_about_at_most_once_per_interval(
     assert [r["path"] for r in fake_github.requests].count(path) == 2
 
 
+async def test_the_per_session_locks_and_refresh_times_do_not_outlive_their_use(
+    alice: Api, hub: Any, fake_github: FakeGitHub, git_http: GitHttpServer, project: str, tmp_path: Path
+) -> None:
+    now = [1000.0]
+    hub.pull_requests.clock = lambda: now[0]
+    sids = []
+    for n in range(2):
+        session = await alice.new_session(project)
+        stage_work(hub, git_http, session, tmp_path / f"s{n}")
+        assert (await alice.post(f"sessions/{session['id']}/pull-request"))[0] == 201
+        sids.append(session["id"])
+    assert len(hub.pull_requests._locks) == 0, "a session's lock goes once no create holds or awaits it"
+    await alice.get(f"sessions/{sids[0]}/artifacts")
+    now[0] += hub.pull_requests.refresh_interval_s
+    await alice.get(f"sessions/{sids[1]}/artifacts")
+    assert list(hub.pull_requests._last_refresh) == [sids[1]], "the first session's time is past its interval"
+
+
 async def test_a_branch_that_already_has_a_pull_request_is_linked_until_it_is_closed(
     alice: Api, hub: Any, fake_github: FakeGitHub, git_http: GitHttpServer, project: str, tmp_path: Path
 ) -> None:

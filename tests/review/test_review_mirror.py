@@ -117,3 +117,4 @@ async def test_concurrent_requests_fetch_once(tmp_path, host):
     # ls-remote and one fetch; the three requests that waited found the branch there.
     starts = [r for r in host.requests if r["path"].endswith("/info/refs") and r["status"] == 200]
     assert len(starts) == 2, host.requests
+    assert len(m._locks) == 0, "the repository's lock goes once no sync holds or awaits it"
