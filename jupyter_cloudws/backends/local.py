@@ -364,6 +364,10 @@ class LocalBackend(SandboxBackend):
                 _signal(init_pid, signal.SIGKILL)
         else:
             await asyncio.to_thread(kill_marked, str(host / "box"))
+            # The daemon is not dumpable (its environment unreadable to the hub's user unless
+            # root), so the marker search cannot find it: a daemon that ignored SIGTERM is killed by pid.
+            if pid is not None and self._owns(pid, sandbox_id):
+                _signal(pid, signal.SIGKILL, group=True)
         child = self._children.pop(sandbox_id, None)
         if child is not None:
             try:
