@@ -186,7 +186,7 @@ async def _notebooks(git_dir: Path, listed: list[FileChange], files: list[dict[s
     sizes = await _blob_sizes(git_dir, blobs)
     small = [b for b in blobs if 0 <= sizes.get(b, -1) <= MAX_NOTEBOOK_BYTES]
     contents = await _blob_contents(git_dir, small)
-    match_lines_left = limits.notebook_match.answer_lines
+    match_lines_left, difflib_lines_left = limits.notebook_match.answer_lines, limits.notebook_match.difflib_lines
     for i, change in picked:
         entry = files[i]
         entry["notebook"] = True
@@ -199,12 +199,13 @@ async def _notebooks(git_dir: Path, listed: list[FileChange], files: list[dict[s
             else:
                 sides.append(b"\0" * (MAX_NOTEBOOK_BYTES + 1))  # too large: read_notebook says so
         try:
-            budget = replace(limits.notebook_match, answer_lines=match_lines_left)
+            budget = replace(limits.notebook_match, answer_lines=match_lines_left, difflib_lines=difflib_lines_left)
             nb = await asyncio.to_thread(diff_notebook, sides[0], sides[1], budget)
         except NotANotebook as exc:
             entry["note"] = f"not diffed cell by cell: {exc}; shown as text"
             continue
         match_lines_left -= nb.matched_lines
+        difflib_lines_left -= nb.difflib_lines
         entry["note"] = nb.note
         text = nb.text.encode()
         if len(text) > limits.max_file_diff_bytes:

@@ -32,6 +32,9 @@ class MatchBudget:
     # Lines nbdime is given across one answer: each notebook it matches uses its lines (both
     # sides), and diff_notebook is handed what is left; later notebooks have their cells paired.
     answer_lines: int = 10_000
+    # Lines difflib may match across one answer (each cell's changed middle, both sides); past
+    # them a cell's middle is shown removed then added, as past MAX_DIFFLIB_LINES.
+    difflib_lines: int = 50_000
 
 
 class NotANotebook(ValueError):
@@ -44,6 +47,7 @@ class NotebookDiff:
     cells: list[dict[str, Any]]  # [{"index", "cell_type", "status", "source_diff", "outputs"}]
     note: str | None = None  # why the cells were not matched by nbdime
     matched_lines: int = 0  # what nbdime was given, counted against the answer's budget
+    difflib_lines: int = 0  # what difflib was given, likewise
 
 
 def read_notebook(raw: bytes | None) -> Any:
@@ -81,10 +85,11 @@ def diff_notebook(old_raw: bytes | None, new_raw: bytes | None, budget: MatchBud
         pairs, by = _plain_pairs(old_cells, new_cells)
         note, lines = TOO_LARGE_NOTE.format(why=why, by=by), 0
     cells: list[dict[str, Any]] = []
+    difflib_left = [budget.difflib_lines]  # counted down by each cell's diff
     for old_i, new_i in pairs:
         a = old_cells[old_i] if old_i is not None else None
         b = new_cells[new_i] if new_i is not None else None
-        cell = _cell_change(a, b, new_i if new_i is not None else old_i)
+        cell = _cell_change(a, b, new_i if new_i is not None else old_i, difflib_left)
         if cell is not None:
             cells.append(cell)
     text = [_describe(c) for c in cells]
@@ -92,7 +97,7 @@ def diff_notebook(old_raw: bytes | None, new_raw: bytes | None, budget: MatchBud
         text.insert(0, "notebook metadata changed\n")
     if note is not None:
         text.insert(0, f"note: {note}\n\n")
-    return NotebookDiff("".join(text), cells, note, lines)
+    return NotebookDiff("".join(text), cells, note, lines, budget.difflib_lines - difflib_left[0])
 
 
 def _line_count(cell: Any) -> int:
@@ -174,7 +179,7 @@ def _pairs(diff: list[Any], n_old: int, n_new: int) -> list[tuple[int | None, in
     return pairs
 
 
-def _cell_change(a: Any, b: Any, index: int | None) -> dict[str, Any] | None:
+def _cell_change(a: Any, b: Any, index: int | None, difflib_left: list[int]) -> dict[str, Any] | None:
     """The change from cell ``a`` to cell ``b`` (either may be None), or None when neither the
     source nor the outputs changed (a new cell id or execution metadata alone is no change)."""
     old_source, new_source = _source(a), _source(b)
@@ -186,17 +191,18 @@ def _cell_change(a: Any, b: Any, index: int | None) -> dict[str, Any] | None:
     else:
         status = "added" if a is None else "deleted"
     cell_type = (b if b is not None else a)["cell_type"]
-    source_diff = unified_hunks(old_source.splitlines(), new_source.splitlines())
+    source_diff = unified_hunks(old_source.splitlines(), new_source.splitlines(), difflib_left=difflib_left)
     return {
         "index": index, "cell_type": cell_type, "status": status, "source_diff": source_diff,
         "outputs": _outputs_summary(old_outputs, new_outputs, status, cell_type),
     }  # fmt: skip
 
 
-def unified_hunks(a: list[str], b: list[str], context: int = 3) -> str:
+def unified_hunks(a: list[str], b: list[str], context: int = 3, difflib_left: list[int] | None = None) -> str:
     """The hunks of a unified diff from ``a`` to ``b`` (no ---/+++ header: the cell is named
     above them). The common start and end are set aside first; what remains is matched by difflib
-    when it is within :data:`MAX_DIFFLIB_LINES`, else shown as removed then added (linear time)."""
+    when it is within :data:`MAX_DIFFLIB_LINES` and ``difflib_left[0]`` (lines, counted down),
+    else shown as removed then added (linear time)."""
     start = 0
     while start < min(len(a), len(b)) and a[start] == b[start]:
         start += 1
@@ -204,7 +210,10 @@ def unified_hunks(a: list[str], b: list[str], context: int = 3) -> str:
     while end < min(len(a), len(b)) - start and a[-1 - end] == b[-1 - end]:
         end += 1
     a_mid, b_mid = a[start : len(a) - end], b[start : len(b) - end]
-    if len(a_mid) + len(b_mid) <= MAX_DIFFLIB_LINES:
+    size = len(a_mid) + len(b_mid)
+    if size <= MAX_DIFFLIB_LINES and (difflib_left is None or size <= difflib_left[0]):
+        if difflib_left is not None:
+            difflib_left[0] -= size
         middle = difflib.SequenceMatcher(None, a_mid, b_mid).get_opcodes()
     else:
         middle = [("replace", 0, len(a_mid), 0, len(b_mid))]

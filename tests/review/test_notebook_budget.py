@@ -56,6 +56,16 @@ async def test_past_the_answers_budget_later_notebooks_are_paired(ws):
         assert "-a = 1\n+a = 2\n" in nb["cells"][0]["source_diff"]
 
 
+async def test_past_the_answers_difflib_budget_later_cells_are_shown_removed_then_added(ws):
+    ws.hub.review.limits = DiffLimits(notebook_match=MatchBudget(difflib_lines=6))
+    one, two = notebook(("code", "x\ny\nz\n", [])), notebook(("code", "X\ny\nZ\n", []))
+    await ws.prompt({"first.ipynb": one, "second.ipynb": one})
+    prompt = await ws.prompt({"first.ipynb": two, "second.ipynb": two})
+    files = {f["path"]: f for f in (await ws.hub.changes(ws.sid, ADA, prompt))["files"]}
+    assert files["first.ipynb"]["cells"][0]["source_diff"] == "@@ -1,3 +1,3 @@\n-x\n+X\n y\n-z\n+Z\n"
+    assert files["second.ipynb"]["cells"][0]["source_diff"] == "@@ -1,3 +1,3 @@\n-x\n-y\n-z\n+X\n+y\n+Z\n"
+
+
 def cells_of(diff) -> list[tuple[int, str, str]]:
     return [(c["index"], c["status"], c["source_diff"]) for c in diff.cells]
 
@@ -92,3 +102,15 @@ def test_a_huge_changed_middle_is_shown_removed_then_added_around_its_common_end
     assert hunks.startswith("@@ -3,5006 +3,5006 @@\n head\n head\n head\n-old 0\n")
     assert hunks.endswith("+new 49\n tail\n tail\n tail\n")
     assert hunks.count("\n-") == 5000 and hunks.count("\n+") == 5000
+
+
+def test_past_the_difflib_budget_a_cells_changed_middle_is_shown_removed_then_added():
+    old = notebook(("code", "a\nb\nc\n", []), ("code", "d\ne\nf\n", []))
+    new = notebook(("code", "a\nB\nc\n", []), ("code", "d\nE\nf\nG\n", []))
+    # Cell 1's changed middle is 2 lines (b; B), within 3; cell 2's, 5 lines (e, f; E, f, G), is past the 1 left.
+    diff = diff_notebook(old.encode(), new.encode(), MatchBudget(difflib_lines=3))
+    assert cells_of(diff) == [
+        (0, "modified", "@@ -1,3 +1,3 @@\n a\n-b\n+B\n c\n"),
+        (1, "modified", "@@ -1,3 +1,4 @@\n d\n-e\n-f\n+E\n+f\n+G\n"),
+    ]
+    assert diff.difflib_lines == 2
