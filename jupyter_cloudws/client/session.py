@@ -156,7 +156,7 @@ class Session:
 
     def create_pull_request(self, title: str | None = None, body: str | None = None, draft: bool = False) -> PullRequest:
         """Push the branch and open a pull request against the base branch (the drafted title
-        and body unless given). When the branch already has one, that one is returned, with
+        and body unless given). When the branch already has an open or draft one, that one is returned, with
         ``created`` False. The host's refusals raise :class:`CloudwsError` with its message."""
         request: dict[str, Any] = {"draft": bool(draft)}
         if title is not None:

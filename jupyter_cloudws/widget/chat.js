@@ -396,7 +396,8 @@ function render({ model, el }) {
     header.append(...[h("span", { class: "cw-spacer" }),
       h("button", { class: "cw-btn", title: "All sessions", onclick: () => { model.set("view", "sessions"); redrawPanel(); send({ type: "list_sessions" }); } }, "Sessions"),
       h("button", { class: "cw-btn", title: "New session", onclick: () => { model.set("view", "new"); redrawPanel(); send({ type: "list_sessions" }); } }, "New"),
-      s.id && !(model.get("pull_request") || {}).number ? h("button", { class: "cw-btn cw-pr-action", title: "Open a pull request of this session's branch",
+      // Hidden while the branch has a pull request under review; a merged or closed one may be followed by a new one.
+      s.id && !["open", "draft"].includes((model.get("pull_request") || {}).state) ? h("button", { class: "cw-btn cw-pr-action", title: "Open a pull request of this session's branch",
         onclick: () => { model.set("view", "pr"); redrawPanel(); send({ type: "pr_draft" }); } }, "Pull request") : null,
       s.id ? h("button", { class: "cw-btn", title: "Archive this session", onclick: () => send({ type: "archive" }) }, "Archive") : null,
     ].filter(Boolean)); // append() would write a null as the text "null"

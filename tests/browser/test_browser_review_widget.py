@@ -153,6 +153,10 @@ def test_the_session_total_the_badge_and_the_pull_request_form(page, page_errors
     page.evaluate("() => window.setTrait('pull_request', {number: 3, state: 'merged', title: 't', url: 'javascript:alert(1)'})")
     assert page.locator(".cw-pr-merged").inner_text() == "#3 merged"
     assert page.locator("a.cw-pr").count() == 0, "a link only to http(s)"
+    # A merged or closed pull request is settled: the branch may get a new one.
+    assert page.get_by_role("button", name="Pull request").count() == 1
+    page.evaluate("() => window.setTrait('pull_request', {number: 3, state: 'draft', title: 't', url: ''})")
+    assert page.get_by_role("button", name="Pull request").count() == 0
     page.evaluate("() => window.setTrait('changes_total', {state: 'error', error: 'git could not fetch <b>x</b>'})")
     assert page.locator(".cw-session-changes").inner_text() == "Changes unavailable: git could not fetch <b>x</b>"
     assert not page_errors, page_errors
