@@ -21,7 +21,6 @@ second line.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import re
 import shutil
@@ -169,30 +168,34 @@ class Upstream:
         self._config_text = ""  # kept here, not read back from a file the agent could reach
 
     async def prepare(self, cwd: str) -> str:
-        """``net_dir`` ready for a call about the work tree at ``cwd``: made if missing, its
-        config, ``HEAD`` and alternates written afresh and its refs emptied (whatever changed
-        them since is undone, and no ref can name an object the work tree has since dropped:
-        a fetch negotiates from the work tree's refs, a push needs none). Returns it."""
+        """``net_dir`` made afresh for a call about the work tree at ``cwd``: whatever was put
+        in it since (a config, a ``commondir`` naming another config, refs) is gone, and no ref
+        can name an object the work tree has since dropped (a fetch negotiates from the work
+        tree's refs, a push needs none). Returns it."""
         net = self.net_dir
         if not self._config_text:
-            self._object_format = await git("rev-parse", "--show-object-format", cwd=cwd)  # sha1 or sha256
+            # Older gits echo an option they do not know: only the two formats are believed.
+            found = await git("rev-parse", "--show-object-format", cwd=cwd, check=False)
+            self._object_format = found if found in ("sha1", "sha256") else "sha1"
             self._config_text = _net_config(self._object_format)
-        if not os.path.isdir(os.path.join(net, "objects")):
-            os.makedirs(os.path.dirname(net) or ".", exist_ok=True)
-            # No template: no hooks, no sample files.
-            await git("init", "--quiet", "--bare", "--template=", f"--object-format={self._object_format}", "--", net,
-                      cwd=os.path.dirname(net) or ".", env=AUTH_ENV)  # fmt: skip
+        if os.path.islink(net):
+            os.unlink(net)
+        shutil.rmtree(net, ignore_errors=True)
+        os.makedirs(os.path.dirname(net) or ".", exist_ok=True)
+        formats = [] if self._object_format == "sha1" else [f"--object-format={self._object_format}"]
+        # No template: no hooks, no sample files.
+        await git("init", "--quiet", "--bare", "--template=", *formats, "--", net,
+                  cwd=os.path.dirname(net) or ".", env=AUTH_ENV)  # fmt: skip
         _write(os.path.join(net, "config"), self._config_text)
         _write(os.path.join(net, "HEAD"), "ref: refs/heads/main\n")
-        shutil.rmtree(os.path.join(net, "refs"), ignore_errors=True)
-        for name in ("packed-refs", "FETCH_HEAD"):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(os.path.join(net, name))
-        for name in ("heads", "tags"):
-            os.makedirs(os.path.join(net, "refs", name))
         objects = await git("rev-parse", "--git-path", "objects", cwd=cwd)
         _write(os.path.join(net, "objects", "info", "alternates"), os.path.join(os.path.abspath(cwd), objects) + "\n")
         return net
+
+    def env(self) -> dict[str, str]:
+        """The environment of a git call in ``net_dir``: the directory named outright, so that
+        no file in it (a ``commondir``) can send git to read another's config."""
+        return {**AUTH_ENV, "GIT_DIR": self.net_dir, "GIT_COMMON_DIR": self.net_dir}
 
     def __repr__(self) -> str:
         return f"Upstream({redact(self.url)!r}, {self.net_dir!r})"
@@ -220,7 +223,7 @@ async def fetch(cwd: str, upstream: Upstream, auth: CredentialBroker | None = No
     repository; local branches are left as they are."""
     net = await upstream.prepare(cwd)
     await git("fetch", "--quiet", "--no-tags", "--", upstream.url, "+refs/heads/*:refs/remotes/origin/*", cwd=net,
-              env={**AUTH_ENV, "GIT_DIR": net}, config=AUTH_CONFIG, auth=auth)  # fmt: skip
+              env=upstream.env(), config=AUTH_CONFIG, auth=auth)  # fmt: skip
     # A local fetch, with nothing to authenticate: the work tree's config may do as it likes.
     await git("fetch", "--quiet", "--no-tags", "--", net, "+refs/remotes/origin/*:refs/remotes/origin/*", cwd=cwd)
 
@@ -387,7 +390,7 @@ async def push(cwd: str, branch: str, upstream: Upstream, auth: CredentialBroker
     net = await upstream.prepare(cwd)
     local = [f"--receive-pack={LOCAL_RECEIVE_PACK}"] if is_local_url(upstream.url) else []
     await git("push", "--quiet", *local, "--", upstream.url, f"{sha}:refs/heads/{branch}", cwd=net,
-              env={**AUTH_ENV, "GIT_DIR": net}, config=AUTH_CONFIG, auth=auth)  # fmt: skip
+              env=upstream.env(), config=AUTH_CONFIG, auth=auth)  # fmt: skip
     await git("update-ref", "-m", "cloudws: pushed", f"refs/remotes/origin/{branch}", sha, cwd=cwd, check=False)
 
 

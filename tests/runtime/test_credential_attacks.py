@@ -183,7 +183,7 @@ def configure(work: Path, *args: str) -> None:
     subprocess.run(["git", "config", *args], cwd=work, check=True)
 
 
-@pytest.mark.parametrize("where", ["work tree", "global", "daemon's fetch dir"])
+@pytest.mark.parametrize("where", ["work tree", "global", "daemon's fetch dir", "a commondir in the fetch dir"])
 async def test_a_proxy_in_the_agents_git_config_gets_no_token_from_the_push(host, tmp_path, monkeypatch, where):
     url = host.make_remote("private")
     async with broker_for(host, tmp_path) as broker:
@@ -200,6 +200,12 @@ async def test_a_proxy_in_the_agents_git_config_gets_no_token_from_the_push(host
                 await gitops.fetch(str(work), upstream_of(url, tmp_path), broker)
                 with (tmp_path / "state" / "net.git" / "config").open("a") as config:
                     config.write(f"[http]\n\tproxy = {proxy.url}\n")
+            elif where == "a commondir in the fetch dir":  # git reads the config of the dir it names
+                await gitops.fetch(str(work), upstream_of(url, tmp_path), broker)
+                evil = tmp_path / "evil"
+                subprocess.run(["git", "init", "--quiet", "--bare", str(evil)], check=True)
+                (evil / "config").write_text(f"[core]\n\tbare = true\n[http]\n\tproxy = {proxy.url}\n")
+                (tmp_path / "state" / "net.git" / "commondir").write_text(str(evil) + "\n")
             else:
                 configure(work, "http.proxy", proxy.url)
             sha = await commit_something(work)
