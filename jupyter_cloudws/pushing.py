@@ -68,6 +68,7 @@ class BranchPusher:
             ack = await self._wait(answered, deadline_s)
         finally:
             self._acks.pop(request_id, None)
+            runner.idle.touch()  # the idle count starts again from the push's end
         if ack["result"] != "done":
             raise PushRefused(ack["result"], ack.get("message") or ack["result"])
         if runner.store.sandbox_record(runner.session_id)["sandbox_cursor"] < ack["seq"]:
@@ -84,6 +85,20 @@ class BranchPusher:
             return await asyncio.wait_for(future, max(deadline_s - time.monotonic(), 0.0))
         except asyncio.TimeoutError:
             raise PushRefused("timeout", f"the sandbox did not finish the push within {self.timeout_s:g} s") from None
+
+    @property
+    def busy(self) -> bool:
+        """A push is under way: the sandbox must not be stopped for idleness meanwhile."""
+        return bool(self._acks or self._stored)
+
+    def on_bridge_closed(self) -> None:
+        """The link the pushes were sent over is gone, and their acks with it: end their waits
+        now rather than at the timeout. (An ack already in waits for its event, which a
+        reattach replays.)"""
+        for waiting in self._acks.values():
+            if not waiting.done():
+                waiting.set_exception(PushRefused(
+                    "not_running", "the link to the session's sandbox was lost while it pushed; ask again"))
 
     def on_ack(self, frame: dict[str, Any]) -> None:
         """A ``push`` ack from the sandbox (its fields checked by ``parse_bridge_reply``)."""

@@ -431,6 +431,7 @@ class SessionRunner:
         finally:
             if self.bridge is bridge:
                 self.bridge = None
+                self.pusher.on_bridge_closed()
             if not self.hub.closing:
                 self._mend(bridge.sandbox_id)
             try:
@@ -608,11 +609,12 @@ class SessionRunner:
     # -- idle stop --------------------------------------------------------------------------
 
     def _idle_held(self) -> bool:
-        """Whether the idle timer must wait: no sandbox to stop, a prompt running or queued, or
-        a snapshot being taken of the sandbox."""
+        """Whether the idle timer must wait: no sandbox to stop, a prompt running or queued, a
+        snapshot being taken of the sandbox, or a push under way."""
         return (
             self.hub.closing
             or self.snapshots.busy
+            or self.pusher.busy
             or self.store.sandbox_record(self.session_id)["sandbox_id"] is None
             or self.store.active_prompt_count(self.session_id) > 0
         )
