@@ -11,11 +11,13 @@ Fixtures:
   ``git http-backend``, clone and push) serving bare repositories under ``tmp_path``;
   ``git_http.make_remote(name, files)`` returns the URL of a new one with a commit on ``main``.
 * ``fake_github`` -- a started fake GitHub REST API (``fake_github.py``) over ``git_http``'s
-  repositories, every answer checked against GitHub's OpenAPI description.
+  repositories, every answer checked against GitHub's OpenAPI description
+  (``serving_fake_github(git)`` for one over another git host, or at another scope).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 from typing import Any, Iterator
@@ -79,17 +81,25 @@ def git_http(tmp_path: pathlib.Path) -> Iterator[GitHttpServer]:
         yield server
 
 
-@pytest.fixture
-def fake_github(git_http: GitHttpServer) -> Iterator[Any]:
-    """A started :class:`~jupyter_cloudws.testing.fake_github.FakeGitHub` serving ``git_http``'s
-    repositories. Without GitHub's OpenAPI description (scripts/test.sh fetches it) the test
-    fails and says how to get it: the fake is only worth anything held to that contract."""
+@contextlib.contextmanager
+def serving_fake_github(git: GitHttpServer) -> Iterator[Any]:
+    """A started :class:`~jupyter_cloudws.testing.fake_github.FakeGitHub` serving ``git``'s
+    repositories, stopped afterwards. Without GitHub's OpenAPI description (scripts/test.sh
+    fetches it) the test fails and says how to get it, never skips: the fake is only worth
+    anything held to that contract."""
     from .github_contract import SpecMissing  # jsonschema takes seconds to import: only when used
     from .fake_github import FakeGitHub
 
     try:
-        fake = FakeGitHub(git_http)
+        fake = FakeGitHub(git)
     except SpecMissing as exc:
         pytest.fail(str(exc), pytrace=False)
     with fake:
+        yield fake
+
+
+@pytest.fixture
+def fake_github(git_http: GitHttpServer) -> Iterator[Any]:
+    """:func:`serving_fake_github` over ``git_http``."""
+    with serving_fake_github(git_http) as fake:
         yield fake

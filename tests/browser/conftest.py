@@ -6,6 +6,7 @@ headless Chromium through Playwright's sync API (plain, non-async tests).
   ``lab_cloudws_config`` (extra ``c.CloudWorkspaces`` settings) or ``lab_server_config`` (other
   sections of the server's config, e.g. ``{"GitHub": {...}}``) in a test module to change it.
 * ``lab_fake_anthropic`` (module) -- the ``FakeAnthropic`` every sandbox of ``lab`` talks to.
+* ``git_host``, ``github`` (module) -- a loopback git host and the fake GitHub over it.
 * ``browser`` (module) -- Chromium (``/usr/bin/chromium``; the module is skipped without it).
 * ``page`` -- a fresh context and page (1400x900). On teardown: ``final.png`` and ``console.txt``
   in ``test-output/<test name>/``.
@@ -30,6 +31,8 @@ from lab_helpers import CHROMIUM, CHROMIUM_ARGS, VIEWPORT, LabPage
 from support import kill_sandboxes
 
 from jupyter_cloudws.testing.fake_anthropic import FakeAnthropic
+from jupyter_cloudws.testing.git_http import GitHttpServer
+from jupyter_cloudws.testing.pytest_plugin import serving_fake_github
 from jupyter_cloudws.testing.server import ServerProcess
 
 REPO = Path(__file__).resolve().parents[2]
@@ -73,6 +76,20 @@ def lab_files() -> dict[str, str | bytes | Path]:
 def lab_cloudws_config() -> dict[str, Any]:
     """Extra ``c.CloudWorkspaces`` settings for the module's lab."""
     return {}
+
+
+@pytest.fixture(scope="module")
+def git_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitHttpServer]:
+    """A git host on loopback for the module (``git http-backend``)."""
+    with GitHttpServer(tmp_path_factory.mktemp("git-host")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def github(git_host: GitHttpServer) -> Iterator[Any]:
+    """The fake GitHub over ``git_host``; a module passes it to its lab with ``lab_server_config``."""
+    with serving_fake_github(git_host) as fake:
+        yield fake
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,25 +24,6 @@ SECRET = "octo-user/secret-lab"
 NOTES = "octo-user/notes"
 LATE = "octo-user/secret-late"  # added once the form has its list: only the server's answer has it
 HOSTILE = "<img src=x onerror=window.__pwned=1>"
-
-
-@pytest.fixture(scope="module")
-def git_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitHttpServer]:
-    with GitHttpServer(tmp_path_factory.mktemp("git-host")) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def github(git_host: GitHttpServer) -> Iterator[Any]:
-    from jupyter_cloudws.testing.fake_github import FakeGitHub
-    from jupyter_cloudws.testing.github_contract import SpecMissing
-
-    try:
-        fake = FakeGitHub(git_host)
-    except SpecMissing as exc:  # the fake is worth something only held to GitHub's contract
-        pytest.fail(str(exc), pytrace=False)
-    with fake:
-        yield fake
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import nbformat
@@ -52,25 +51,6 @@ cat > analysis.ipynb <<'EOF'
 EOF
 seq 1 80000 > big.txt
 """
-
-
-@pytest.fixture(scope="module")
-def git_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitHttpServer]:
-    with GitHttpServer(tmp_path_factory.mktemp("git-host")) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def github(git_host: GitHttpServer) -> Iterator[Any]:
-    from jupyter_cloudws.testing.fake_github import FakeGitHub
-    from jupyter_cloudws.testing.github_contract import SpecMissing
-
-    try:
-        fake = FakeGitHub(git_host)
-    except SpecMissing as exc:  # the fake is worth something only held to GitHub's contract
-        pytest.fail(str(exc), pytrace=False)
-    with fake:
-        yield fake
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ from token_watch import ProcessSampler, files_holding
 from jupyter_cloudws.testing.fake_anthropic import text, tool_use
 from jupyter_cloudws.testing.fake_github import FakeGitHub
 from jupyter_cloudws.testing.git_http import GitHttpServer
+from jupyter_cloudws.testing.pytest_plugin import serving_fake_github
 
 TOKEN = "ghp_reviewE2eToken0123456789abcdefQRS"
 REPO = "octo-user/analysis"
@@ -33,13 +34,7 @@ def private_host(tmp_path: Path) -> Iterator[GitHttpServer]:
 
 @pytest.fixture
 def github(private_host: GitHttpServer) -> Iterator[FakeGitHub]:
-    from jupyter_cloudws.testing.github_contract import SpecMissing
-
-    try:
-        fake = FakeGitHub(private_host)  # the git host's token is the API's, as on GitHub
-    except SpecMissing as exc:
-        pytest.fail(str(exc), pytrace=False)
-    with fake:
+    with serving_fake_github(private_host) as fake:  # the git host's token is the API's, as on GitHub
         yield fake
 
 
