@@ -26,6 +26,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from cloudws_sandbox.credentials import config_env
 from cloudws_sandbox.gitops import redact
 
 from ..github import GitCredential, GitHub
@@ -52,20 +53,12 @@ class GitFailed(RuntimeError):
         self.returncode = returncode
 
 
-def _config_env(pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
-    env = {"GIT_CONFIG_COUNT": str(len(pairs))}
-    for i, (key, value) in enumerate(pairs):
-        env[f"GIT_CONFIG_KEY_{i}"] = key
-        env[f"GIT_CONFIG_VALUE_{i}"] = value
-    return env
-
-
 # For git commands that read the mirror only: nothing from the user's or the system's config.
 LOCAL_ENV = {
     "GIT_CONFIG_NOSYSTEM": "1",
     "GIT_CONFIG_GLOBAL": os.devnull,
     "GIT_TERMINAL_PROMPT": "0",
-    **_config_env([("core.hooksPath", os.devnull), ("core.quotePath", "false"), ("diff.renameLimit", "3000")]),
+    **config_env([("core.hooksPath", os.devnull), ("core.quotePath", "false"), ("diff.renameLimit", "3000")]),
 }
 
 
@@ -139,7 +132,7 @@ class Mirrors:
         if credential is not None:
             pairs += [("credential.helper", ""),
                       (f"credential.{credential.protocol}://{credential.host}.helper", _HELPER)]  # fmt: skip
-        return {**env, **_config_env(pairs)}
+        return {**env, **config_env(pairs)}
 
     async def _init(self, repo: str) -> Path:
         path = self.path_for(repo)

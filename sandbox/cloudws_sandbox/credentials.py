@@ -47,7 +47,7 @@ import shlex
 import socket
 import struct
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -118,7 +118,7 @@ def helper_command() -> str:
     return f"!cd / && exec {shlex.quote(sys.executable)} -I -S {shlex.quote(str(script))}"
 
 
-def config_env(entries: list[tuple[str, str]]) -> dict[str, str]:
+def config_env(entries: Sequence[tuple[str, str]]) -> dict[str, str]:
     """``GIT_CONFIG_COUNT`` and its ``GIT_CONFIG_KEY_n``/``VALUE_n`` for ``entries``, in order."""
     env = {"GIT_CONFIG_COUNT": str(len(entries))}
     for i, (key, value) in enumerate(entries):
