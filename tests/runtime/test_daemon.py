@@ -7,6 +7,7 @@ import asyncio
 import json
 from pathlib import Path
 
+from daemon_support import served
 from support import make_bare_repo
 
 from cloudws_sandbox import daemon as daemon_module
@@ -40,13 +41,8 @@ async def test_a_stop_during_the_clone_ends_the_prompt_before_it_starts(tmp_path
                           cli_path="/bin/false", workdir=str(state / "repo"))  # fmt: skip
     # No agent is needed: /bin/false stands in for the CLI, and the prompt must never reach it.
     daemon = Daemon(config, state, tmp_path / "bridge.sock")
-    serving = asyncio.get_running_loop().create_task(daemon.serve())
-    try:
-        for _ in range(100):
-            if (tmp_path / "bridge.sock").exists():
-                break
-            await asyncio.sleep(0.02)
-        reader, writer = await asyncio.open_unix_connection(str(tmp_path / "bridge.sock"))
+    async with served(daemon, tmp_path / "bridge.sock", stop_timeout_s=10) as run:
+        reader, writer = run.reader, run.writer
         send = lambda frame: writer.write((json.dumps(frame) + "\n").encode())  # noqa: E731
         send({"op": "attach", "after": 0})
         send({"op": "prompt", "message_id": "m1", "text": "change things", "model": None, "author": {}})
@@ -62,10 +58,6 @@ async def test_a_stop_during_the_clone_ends_the_prompt_before_it_starts(tmp_path
         assert done["error"] == "stopped before it started"
         types = [f["event"]["type"] for f in frames if f.get("kind") == "event"]
         assert "tool_call" not in types and "assistant_text" not in types
-        writer.close()
-    finally:
-        daemon._stopping.set()
-        await asyncio.wait_for(serving, 10)
 
 
 async def serve_connections(tmp_path: Path, outbox_max_bytes: int) -> tuple[Daemon, asyncio.Server, str]:

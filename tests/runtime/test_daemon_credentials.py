@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from daemon_support import served
 from cloudws_sandbox.daemon import Daemon, DaemonConfig
 from cloudws_sandbox.protocol import bridge_attach, bridge_credentials
 from jupyter_cloudws.testing.git_http import GitHttpServer
@@ -34,19 +35,9 @@ async def daemon_for(tmp_path: Path, repo: str, **config: object) -> AsyncIterat
     daemon_config = DaemonConfig(session_id="s" * 32, repo=repo, branch="cloudws/test", cli_path="/bin/false",
                                  workdir=str(state / "repo"), prebuild=True, git_credentials=True, **config)  # fmt: skip
     daemon = Daemon(daemon_config, state, tmp_path / "bridge.sock")
-    serving = asyncio.get_running_loop().create_task(daemon.serve())
-    try:
-        for _ in range(200):
-            if (tmp_path / "bridge.sock").exists():
-                break
-            await asyncio.sleep(0.02)
-        reader, writer = await asyncio.open_unix_connection(str(tmp_path / "bridge.sock"))
-        writer.write((json.dumps(bridge_attach(0)) + "\n").encode())
-        yield reader, writer, state
-        writer.close()
-    finally:
-        daemon._stopping.set()
-        await asyncio.wait_for(serving, 15)
+    async with served(daemon, tmp_path / "bridge.sock", stop_timeout_s=15) as run:
+        run.writer.write((json.dumps(bridge_attach(0)) + "\n").encode())
+        yield run.reader, run.writer, state
 
 
 async def frames_until_status(reader: asyncio.StreamReader, statuses: tuple[str, ...]) -> list[dict]:

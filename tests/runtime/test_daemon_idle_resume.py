@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from daemon_support import served
 from support import make_bare_repo
 
 import cloudws_sandbox
@@ -69,14 +70,9 @@ class Run:
 async def daemon_running(state: Path, config: DaemonConfig) -> AsyncIterator[Run]:
     state.mkdir(parents=True, exist_ok=True)
     daemon = Daemon(config, state, state / "bridge.sock")
-    serving = asyncio.get_running_loop().create_task(daemon.serve())
-    run = Run(daemon, serving)
-    try:
-        for _ in range(200):
-            if (state / "bridge.sock").exists():
-                break
-            await asyncio.sleep(0.02)
-        reader, writer = await asyncio.open_unix_connection(str(state / "bridge.sock"), limit=2**26)
+    async with served(daemon, state / "bridge.sock") as connected:
+        run = Run(daemon, connected.serving)
+        reader, writer = connected.reader, connected.writer
 
         async def call(op: dict[str, Any], until: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
             writer.write((json.dumps(op) + "\n").encode())
@@ -88,10 +84,6 @@ async def daemon_running(state: Path, config: DaemonConfig) -> AsyncIterator[Run
         run.call, run.writer = call, writer
         await call({"op": "attach", "after": 0}, lambda f: f.get("kind") == "attached")
         yield run
-        writer.close()
-    finally:
-        daemon._stopping.set()
-        await asyncio.wait_for(serving, 30)
 
 
 async def test_a_connected_hub_holds_the_daemon_and_its_leaving_starts_the_count(tmp_path: Path, monkeypatch) -> None:

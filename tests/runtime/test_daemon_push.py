@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from daemon_support import served
 from support import git, make_bare_repo
 
 from cloudws_sandbox.daemon import Daemon, DaemonConfig
@@ -59,22 +60,13 @@ async def ready_daemon(tmp_path: Path, origin: Path) -> AsyncIterator[tuple[Daem
     config = DaemonConfig(session_id="s" * 32, repo=str(origin), branch=BRANCH, cli_path="/bin/false",
                           workdir=str(state / "repo"))  # fmt: skip
     daemon = Daemon(config, state, tmp_path / "bridge.sock")
-    serving = asyncio.get_running_loop().create_task(daemon.serve())
-    try:
-        for _ in range(200):
-            if (tmp_path / "bridge.sock").exists():
-                break
-            await asyncio.sleep(0.02)
-        bridge = Bridge(*await asyncio.open_unix_connection(str(tmp_path / "bridge.sock")))
+    async with served(daemon, tmp_path / "bridge.sock", stop_timeout_s=15) as run:
+        bridge = Bridge(run.reader, run.writer)
         bridge.send(bridge_attach(0))
         ready = await bridge.until(lambda f: f["kind"] == "event" and f["event"]["type"] == "sandbox_status"
                                    and f["event"]["status"] in ("ready", "failed"))  # fmt: skip
         assert ready["event"]["status"] == "ready", ready
         yield daemon, bridge, state / "repo"
-        bridge.writer.close()
-    finally:
-        daemon._stopping.set()
-        await asyncio.wait_for(serving, 15)
 
 
 def origin_sha(origin: Path) -> str:

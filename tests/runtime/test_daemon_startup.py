@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from daemon_support import served
 from support import git, make_bare_repo
 
 from cloudws_sandbox.daemon import Daemon, DaemonConfig
@@ -57,20 +58,10 @@ async def started(state: Path, config: DaemonConfig) -> AsyncIterator[Bridge]:
     state.mkdir(parents=True, exist_ok=True)
     (state / "bridge.sock").unlink(missing_ok=True)  # an earlier daemon's, in the same sandbox
     daemon = Daemon(config, state, state / "bridge.sock")
-    serving = asyncio.get_running_loop().create_task(daemon.serve())
-    try:
-        for _ in range(200):
-            if (state / "bridge.sock").exists():
-                break
-            await asyncio.sleep(0.02)
-        reader, writer = await asyncio.open_unix_connection(str(state / "bridge.sock"), limit=2**26)
-        bridge = Bridge(daemon, reader, writer)
+    async with served(daemon, state / "bridge.sock") as run:
+        bridge = Bridge(daemon, run.reader, run.writer)
         bridge.send({"op": "attach", "after": 0})
         yield bridge
-        writer.close()
-    finally:
-        daemon._stopping.set()
-        await asyncio.wait_for(serving, 30)
 
 
 def config_for(tmp_path: Path, repo: Path, name: str = "box", **kw: Any) -> tuple[Path, DaemonConfig]:
