@@ -6,13 +6,13 @@ and a host's refusal answered in words without touching the chat's error banner.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from concurrent.futures import Executor, Future
 from typing import Any
 
 import comm
 import pytest
 from comm.base_comm import BaseComm
+
+from held_executor import HeldExecutor
 
 from jupyter_cloudws.client.errors import CloudwsError
 from jupyter_cloudws.widget.chat import ChatWidget
@@ -24,24 +24,6 @@ HOSTILE = "<img src=x onerror=alert(1)>"
 def gh_repo(full_name: str, *, private: bool = False, pushed_at: str = "2026-11-30T10:00:00Z", **kw: Any) -> dict[str, Any]:
     return {"full_name": full_name, "private": private, "pushed_at": pushed_at, "default_branch": "main",
             "clone_url": f"https://github.test/{full_name}.git", "description": None, **kw}  # fmt: skip
-
-
-class HeldExecutor(Executor):
-    """The widget's workers: a job waits in ``jobs`` until the test runs it."""
-
-    def __init__(self) -> None:
-        self.jobs: list[Callable[[], Any]] = []
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        self.jobs.append(lambda: fn(*args, **kwargs))
-        return Future()
-
-    def run(self) -> int:
-        ran = 0
-        while self.jobs:
-            self.jobs.pop(0)()
-            ran += 1
-        return ran
 
 
 class GitHubClient:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from concurrent.futures import Executor, Future
 from typing import Any
 
 import comm
 import pytest
 from comm.base_comm import BaseComm
+
+from held_executor import HeldExecutor
 
 from jupyter_cloudws.widget import chat as chat_module
 from jupyter_cloudws.widget import review
@@ -142,24 +143,6 @@ def test_the_badge_follows_the_latest_pull_request_event():
 
 
 # --- the widget ---------------------------------------------------------------------------------
-
-
-class HeldExecutor(Executor):
-    """The review's workers: a job waits in ``jobs`` until the test runs it."""
-
-    def __init__(self) -> None:
-        self.jobs: list[Callable[[], Any]] = []
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        self.jobs.append(lambda: fn(*args, **kwargs))
-        return Future()
-
-    def run(self) -> int:
-        ran = 0
-        while self.jobs:
-            self.jobs.pop(0)()
-            ran += 1
-        return ran
 
 
 class ReviewSession:
