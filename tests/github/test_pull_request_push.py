@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,10 +39,11 @@ def on_host(git_http: GitHttpServer, ref: str) -> str:
     return found.stdout.strip()
 
 
-async def test_a_branch_whose_push_was_refused_is_pushed_and_its_pull_request_opened_by_one_post(
+async def a_session_whose_push_is_refused(
     api, fake_anthropic: FakeAnthropic, fake_github: FakeGitHub, git_http: GitHttpServer
-) -> None:
-    assert fake_github.token == TOKEN  # one token for the API and the private git host, as on GitHub
+) -> tuple[dict[str, Any], Path]:
+    """A session on a private repository whose one prompt (adding LICENSE) succeeded but whose
+    push the host refused with a pre-receive hook; the session, and the hook to remove."""
     url = git_http.make_remote(REPO, {"README.md": "# project\n"})
     fake_github.add_repo(REPO, private=True)
     hook = git_http.path_for(REPO) / "hooks" / "pre-receive"
@@ -49,12 +51,19 @@ async def test_a_branch_whose_push_was_refused_is_pushed_and_its_pull_request_op
     hook.chmod(0o755)
     fake_anthropic.on("add a license", tool_use("Write", {"file_path": "LICENSE", "content": "MIT\n"}),
                       text("Added LICENSE."))  # fmt: skip
-
     session = await api.new_session(url)
-    sid, branch = session["id"], session["branch"]
-    prompt = await api.prompt(sid, "Please add a license")
-    done = await api.wait_until_complete(sid, prompt["message_id"])
+    prompt = await api.prompt(session["id"], "Please add a license")
+    done = await api.wait_until_complete(session["id"], prompt["message_id"])
     assert done["success"], done
+    return session, hook
+
+
+async def test_a_branch_whose_push_was_refused_is_pushed_and_its_pull_request_opened_by_one_post(
+    api, fake_anthropic: FakeAnthropic, fake_github: FakeGitHub, git_http: GitHttpServer
+) -> None:
+    assert fake_github.token == TOKEN  # one token for the API and the private git host, as on GitHub
+    session, hook = await a_session_whose_push_is_refused(api, fake_anthropic, fake_github, git_http)
+    sid, branch = session["id"], session["branch"]
     (refused,) = [e for e in await api.events(sid) if e["type"] == "git"]
     assert (refused["pushed"], refused["committed"]) == (False, True)
     assert "paused for maintenance" in refused["error"]
@@ -75,16 +84,7 @@ async def test_a_branch_whose_push_was_refused_is_pushed_and_its_pull_request_op
 async def test_a_push_the_host_still_refuses_comes_back_in_the_hosts_words(
     api, fake_anthropic: FakeAnthropic, fake_github: FakeGitHub, git_http: GitHttpServer
 ) -> None:
-    url = git_http.make_remote(REPO, {"README.md": "# project\n"})
-    fake_github.add_repo(REPO, private=True)
-    hook = git_http.path_for(REPO) / "hooks" / "pre-receive"
-    hook.write_text(REFUSING_HOOK)
-    hook.chmod(0o755)
-    fake_anthropic.on("add a license", tool_use("Write", {"file_path": "LICENSE", "content": "MIT\n"}),
-                      text("Added LICENSE."))  # fmt: skip
-    session = await api.new_session(url)
-    prompt = await api.prompt(session["id"], "Please add a license")
-    assert (await api.wait_until_complete(session["id"], prompt["message_id"]))["success"]
+    session, _ = await a_session_whose_push_is_refused(api, fake_anthropic, fake_github, git_http)
 
     code, error = await api.post(f"sessions/{session['id']}/pull-request")
     assert (code, error["code"]) == (409, "not_pushed"), error
