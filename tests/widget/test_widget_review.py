@@ -18,7 +18,7 @@ from comm.base_comm import BaseComm
 
 from held_executor import HeldExecutor
 
-from jupyter_cloudws.widget import chat as chat_module
+from jupyter_cloudws.widget import controller as chat_module
 from jupyter_cloudws.widget import review
 from jupyter_cloudws.widget.chat import ChatWidget
 from jupyter_cloudws.widget.review import file_view, git_files, pull_request_badge, render_diff

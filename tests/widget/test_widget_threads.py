@@ -17,7 +17,7 @@ import comm
 import pytest
 from comm.base_comm import BaseComm
 
-from jupyter_cloudws.widget import chat as chat_module
+from jupyter_cloudws.widget import controller as chat_module
 from jupyter_cloudws.widget.chat import ChatWidget
 from jupyter_cloudws.widget.panel import widget_for
 
