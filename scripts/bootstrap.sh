@@ -5,17 +5,21 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
 PYTHON="${PYTHON:-python3}"
+# git is how the sandbox clones and pushes; bubblewrap is how a local sandbox is isolated (Linux);
+# Node.js and npm build the lab extension while pip installs the project (pyproject's
+# jupyter-builder hook), so they must be here first. Install what a fresh machine lacks.
+debs=()
+command -v git >/dev/null 2>&1 || debs+=(git)
+if [ "$(uname -s)" = Linux ] && ! command -v bwrap >/dev/null 2>&1; then debs+=(bubblewrap); fi
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then debs+=(nodejs npm); fi
+if [ "${#debs[@]}" -gt 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${debs[@]}" >/dev/null
+fi
 if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+# Builds the lab extension from src/ and style/ when they changed since the last build (jlpm
+# build:if-changed, a hash of the sources), and installs it into the venv's share/jupyter.
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT[${CLOUDWS_EXTRAS:-test}]"
-# git is how the sandbox clones and pushes; bubblewrap is how a local sandbox is isolated (Linux).
-# Install them when a fresh machine lacks them.
-debs=()
-command -v git >/dev/null 2>&1 || debs+=(git)
-if [ "$(uname -s)" = Linux ] && ! command -v bwrap >/dev/null 2>&1; then debs+=(bubblewrap); fi
-if [ "${#debs[@]}" -gt 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${debs[@]}"
-fi
 export PATH="$VENV/bin:$PATH"

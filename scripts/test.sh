@@ -34,4 +34,11 @@ if [ ! -s "$OPENAPI" ]; then
 fi
 export CLOUDWS_GITHUB_OPENAPI="$PWD/$OPENAPI"
 .venv/bin/ruff check --quiet jupyter_cloudws sandbox tests benchmarks
+# The lab extension: rebuilt when its sources changed (bootstrap's editable install normally did
+# it already: this catches HATCH_JUPYTER_BUILDER_SKIP_NPM and edits made since), then linted
+# (eslint with typescript-eslint, eslint.config.mjs) and type-checked (tsc --noEmit). Either
+# finding fails the command.
+jlpm install
+jlpm build:if-changed
+jlpm check
 exec .venv/bin/python -m pytest -p no:cacheprovider "$@"
