@@ -28,6 +28,9 @@ LAB_ARGS = [
     "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
     "--LabApp.extension_manager=readonly",
 ]
+NOTEBOOK_ARGS = ["--JupyterNotebookApp.expose_app_in_browser=True"]
+# The config section of each browser app: Notebook 7 is a JupyterLab application with its own.
+LAB_APPS = {"jupyterlab": "LabApp", "notebook": "JupyterNotebookApp"}
 LAB_CONFIG = {"news_url": None}  # JSON null: None on the command line would be the string "None"
 # User settings: never ask about or fetch news; no autosave, so what is on disk is what a test saved.
 LAB_USER_SETTINGS = {
@@ -55,8 +58,8 @@ class ServerProcess:
         config: dict[str, Any] | None = None,
         env: dict[str, str | None] | None = None,
     ) -> None:
-        if app not in ("jupyter_server", "jupyterlab"):
-            raise ValueError(f"app must be 'jupyter_server' or 'jupyterlab', not {app!r}")
+        if app not in ("jupyter_server", "jupyterlab", "notebook"):
+            raise ValueError(f"app must be 'jupyter_server', 'jupyterlab' or 'notebook', not {app!r}")
         self.root = root
         self.token = token
         self.cloudws_config = cloudws_config or {}
@@ -101,9 +104,11 @@ class ServerProcess:
         for sub in ("config", "data", "runtime", "work"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         server_config: dict[str, Any] = {**self.config, "CloudWorkspaces": self.cloudws_config}
-        if self.app == "jupyterlab":
-            server_config["LabApp"] = LAB_CONFIG
+        if self.app in LAB_APPS:
+            if self.app == "jupyterlab":
+                server_config["LabApp"] = LAB_CONFIG
             self._write_lab_settings()
+            self._link_labextension()
         (self.root / "config" / "jupyter_server_config.json").write_text(json.dumps(server_config))
         env = {
             **os.environ,
@@ -124,10 +129,12 @@ class ServerProcess:
             "--ServerApp.ip=127.0.0.1", "--ServerApp.port_retries=0", f"--IdentityProvider.token={self.token}",
             f"--ServerApp.root_dir={self.root / 'work'}",
         ]  # fmt: skip
-        if self.app == "jupyterlab":
+        if self.app in LAB_APPS:
+            section = LAB_APPS[self.app]
             argv += [
-                *LAB_ARGS, f"--LabApp.workspaces_dir={self.root / 'lab' / 'workspaces'}",
-                f"--LabApp.user_settings_dir={self.root / 'lab' / 'user-settings'}",
+                *(LAB_ARGS if self.app == "jupyterlab" else NOTEBOOK_ARGS),
+                f"--{section}.workspaces_dir={self.root / 'lab' / 'workspaces'}",
+                f"--{section}.user_settings_dir={self.root / 'lab' / 'user-settings'}",
             ]  # fmt: skip
         log = open(self.root / "server.log", "ab")  # noqa: SIM115 - the child holds it
         self.proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -144,6 +151,17 @@ class ServerProcess:
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"jupyter server did not answer in {timeout_s} s: {self.log_tail()}")
+
+    def _link_labextension(self) -> None:
+        """Serve the lab extension built in this checkout (``jupyter_cloudws/labextension``, which
+        ``jlpm build:if-changed`` keeps current), not the copy an earlier ``pip install`` put in the
+        environment's share/jupyter: JUPYTER_DATA_DIR comes first on the labextensions path."""
+        built = Path(__file__).resolve().parents[1] / "labextension"
+        link = self.root / "data" / "labextensions" / "jupyter-cloudws"
+        if not (built / "package.json").exists() or link.is_symlink() or link.exists():
+            return
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(built, target_is_directory=True)
 
     def _write_lab_settings(self) -> None:
         for plugin, settings in LAB_USER_SETTINGS.items():
