@@ -42,20 +42,26 @@ function groupLabel(item, n) {
 }
 
 // Consecutive calls of one tool form one block; everything else is a block of its own.
-export function toBlocks(items) {
+function foldsInto(block, item) {
+  return item.kind === "tool" && block !== undefined && block.kind === "tools" && block.tool === item.tool
+    && block.items[0].message_id === item.message_id;
+}
+
+// The blocks of items[from:], each with the index of its first item (`start`).
+function blocksFrom(items, from) {
   const blocks = [];
-  for (const item of items) {
+  for (let i = from; i < items.length; i++) {
+    const item = items[i];
     const last = blocks[blocks.length - 1];
-    if (item.kind === "tool" && last && last.kind === "tools" && last.tool === item.tool
-        && last.items[0].message_id === item.message_id) {
-      last.items.push(item);
-    } else if (item.kind === "tool") {
-      blocks.push({ key: item.id, kind: "tools", tool: item.tool, items: [item] });
-    } else {
-      blocks.push({ key: item.id, kind: item.kind, items: [item] });
-    }
+    if (foldsInto(last, item)) last.items.push(item);
+    else if (item.kind === "tool") blocks.push({ key: item.id, kind: "tools", tool: item.tool, start: i, items: [item] });
+    else blocks.push({ key: item.id, kind: item.kind, start: i, items: [item] });
   }
   return blocks;
+}
+
+export function toBlocks(items) {
+  return blocksFrom(items, 0);
 }
 
 function toolRow(item, openIds) {
@@ -236,21 +242,170 @@ function renderBlock(block, openIds, review) {
 }
 
 // -- the model, once per widget: keep the transcript current for every view --------------------
+// An upsert costs what its items cost, whatever the transcript's length: the items are replaced or
+// appended in place in the model's own `transcript` array, through an id -> index map, and each
+// view is told which indices changed. In place, so that model.get("transcript") stays current for
+// any reader (a view drawn later, the widget state a notebook saves) without a set(), which would
+// compare it whole. A whole new `transcript` from the kernel (a session opened, a reload's state)
+// is a new array: each view compares it with what it shows, once.
+//
+// The state hangs off that array, not off `model`: anywidget gives initialize and each view a
+// proxy of its own, and the array is what they all share (a model's get returns the same array
+// until a change:transcript).
+
+const transcripts = new WeakMap(); // a model's transcript array -> its TranscriptState
+
+class TranscriptState {
+  constructor(items) {
+    this.items = items;
+    this.index = new Map();
+    for (let i = 0; i < items.length; i++) this.index.set(items[i].id, i);
+    this.views = new Set(); // { update(indices) } of each view showing this transcript
+  }
+
+  upsert(items) {
+    const changed = [];
+    for (const item of items) {
+      let i = this.index.get(item.id);
+      if (i === undefined) {
+        i = this.items.length;
+        this.index.set(item.id, i);
+        this.items.push(item);
+      } else this.items[i] = item;
+      changed.push(i);
+    }
+    for (const view of this.views) view.update(changed);
+  }
+}
+
+function transcriptOf(model) {
+  let items = model.get("transcript");
+  if (!Array.isArray(items) || Object.isFrozen(items)) {
+    items = [...(items || [])]; // one the model's owner gave us read-only: ours from now on
+    model.set("transcript", items);
+  }
+  let state = transcripts.get(items);
+  if (state === undefined) {
+    state = new TranscriptState(items);
+    transcripts.set(items, state);
+  }
+  return state;
+}
 
 function initialize({ model }) {
   model.on("msg:custom", (msg) => {
     // The view is switched locally by clicks; the kernel says when it switches it (a session
     // opened, one archived), since setting the trait to the value it already holds sends nothing.
-    if (msg.type === "view") { model.set("view", msg.view); return; }
-    if (msg.type !== "upsert") return;
-    const items = [...(model.get("transcript") || [])];
-    const index = new Map(items.map((it, i) => [it.id, i]));
-    for (const it of msg.items) {
-      if (index.has(it.id)) items[index.get(it.id)] = it;
-      else { index.set(it.id, items.length); items.push(it); }
-    }
-    model.set("transcript", items); // local only: the kernel already holds this state
+    if (msg.type === "view") model.set("view", msg.view);
+    else if (msg.type === "upsert") transcriptOf(model).upsert(msg.items); // the kernel already holds this state
   });
+}
+
+// -- the transcript in one view: blocks drawn again only when their items changed ----------------
+// `blocks` cover the items in order; `blockOf[i]` is the block of item i. An item updated in place
+// draws its block again; an appended item regroups only the last block (consecutive tool calls fold
+// into one); an item whose grouping changed regroups from the block before its own. What is not
+// touched keeps its DOM nodes, and nothing walks the whole transcript except a whole new one.
+// Blocks sit in chunks of CHUNK_BLOCKS: the browser lays out again only the chunk that changed and
+// the list of chunks, where one flat list of thousands of blocks costs a layout of all of them.
+
+const CHUNK_BLOCKS = 64;
+
+function openIn(el, openIds) {
+  for (const d of el.querySelectorAll("details[open]")) openIds.add(d.dataset.id);
+  return openIds;
+}
+
+function sameItems(a, b, deep) {
+  if (a.items.length !== b.items.length) return false;
+  return a.items.every((item, i) => item === b.items[i] || (deep && JSON.stringify(item) === JSON.stringify(b.items[i])));
+}
+
+function foldKey(item) {
+  return item.kind === "tool" ? `tool\n${item.tool}\n${item.message_id}` : item.kind;
+}
+
+function transcriptView(itemsNow, list, draw, ticking) {
+  let blocks = [];
+  const blockOf = [];
+  const chunks = [];
+
+  function drawn(block, openIds) {
+    block.el = draw(block, openIds);
+    if (block.el.querySelector("[data-started]")) ticking.add(block.el);
+    return block.el;
+  }
+
+  function drop(el) {
+    ticking.delete(el);
+    el.remove();
+  }
+
+  function chunkAt(pos) {
+    const k = Math.floor(pos / CHUNK_BLOCKS);
+    while (chunks.length <= k) {
+      const chunk = h("div", { class: "cw-chunk" });
+      list.append(chunk);
+      chunks.push(chunk);
+    }
+    return chunks[k];
+  }
+
+  // Blocks from index `from` on are grouped again from the items; one whose items are the same
+  // objects (or, after a whole new transcript, equal ones) keeps its element.
+  function regroup(from, deep) {
+    const old = blocks.splice(from);
+    const start = old.length ? old[0].start : blockOf.length;
+    const fresh = blocksFrom(itemsNow(), start);
+    const byKey = new Map(old.map((b) => [b.key, b]));
+    for (const b of fresh) {
+      const was = byKey.get(b.key);
+      if (was !== undefined && sameItems(was, b, deep)) { b.el = was.el; byKey.delete(b.key); }
+    }
+    const openIds = new Set();
+    for (const was of byKey.values()) { openIn(was.el, openIds); drop(was.el); }
+    blockOf.length = start;
+    for (const b of fresh) {
+      if (b.el === undefined) drawn(b, openIds);
+      b.pos = blocks.length;
+      const chunk = chunkAt(b.pos);
+      const want = b.pos % CHUNK_BLOCKS === 0 ? chunk.firstChild : blocks[b.pos - 1].el.nextSibling;
+      if (want !== b.el) chunk.insertBefore(b.el, want);
+      blocks.push(b);
+      for (let k = 0; k < b.items.length; k++) blockOf.push(b);
+    }
+    while (chunks.length > Math.ceil(blocks.length / CHUNK_BLOCKS)) chunks.pop().remove();
+  }
+
+  function redraw(block) {
+    const el = block.el;
+    el.replaceWith(drawn(block, openIn(el, new Set())));
+    if (block.el !== el) ticking.delete(el);
+  }
+
+  return {
+    get length() { return blocks.length; },
+    update(changed) {
+      const items = itemsNow();
+      const shown = blockOf.length;
+      // Appending regroups the last block: a tool call may fold into it.
+      let from = items.length > shown ? Math.max(0, blocks.length - 1) : blocks.length;
+      const dirty = new Set();
+      for (const i of changed) {
+        if (i >= shown) continue;
+        const block = blockOf[i];
+        if (foldKey(block.items[i - block.start]) === foldKey(items[i])) dirty.add(block);
+        else from = Math.min(from, Math.max(0, block.pos - 1));
+      }
+      for (const block of dirty) {
+        if (block.pos >= from) continue; // regrouped below, against the items it shows now
+        block.items = items.slice(block.start, block.start + block.items.length);
+        redraw(block);
+      }
+      if (from < blocks.length || items.length > shown) regroup(from, false);
+    },
+    reset() { regroup(0, true); },
+  };
 }
 
 // -- one view ---------------------------------------------------------------------------------
@@ -267,7 +422,6 @@ function render({ model, el }) {
   const composer = h("div", { class: "cw-composer" });
   root.append(header, banner, sessionChanges, panel, list, working, composer);
 
-  const nodes = new Map(); // block key -> { el, sig }
   const send = (content) => model.send(content);
 
   // Diffs loaded in this view: "scope\npath" -> the kernel's reply ({file} or {error}); a scope is a
@@ -585,36 +739,31 @@ function render({ model, el }) {
     return form;
   }
 
-  // The transcript: keyed blocks, re-rendered only when their items changed.
-  function renderTranscript() {
+  // The transcript: blocks drawn again only when their items changed (transcriptView).
+  const ticking = new Set(); // blocks' elements with a running time to tick
+  let transcript = transcriptOf(model);
+  const blocks = transcriptView(() => transcript.items, list, (block, openIds) => renderBlock(block, openIds, review), ticking);
+  let emptyHint = null; // the empty chat's line, while it has no blocks
+  const transcriptChanged = (change) => {
     const nearBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 60;
-    const openIds = new Set([...list.querySelectorAll("details[open]")].map((d) => d.dataset.id));
-    const blocks = toBlocks(model.get("transcript") || []);
-    const seen = new Set();
-    let previous = null;
-    for (const block of blocks) {
-      seen.add(block.key);
-      const sig = JSON.stringify(block.items);
-      let node = nodes.get(block.key);
-      if (!node || node.sig !== sig) {
-        const el2 = renderBlock(block, openIds, review);
-        if (node) node.el.replaceWith(el2);
-        node = { el: el2, sig };
-        nodes.set(block.key, node);
-      }
-      const want = previous ? previous.nextSibling : list.firstChild;
-      if (want !== node.el) list.insertBefore(node.el, want);
-      previous = node.el;
-    }
-    for (const [key, node] of nodes) if (!seen.has(key)) { node.el.remove(); nodes.delete(key); }
+    change();
     const s = model.get("session") || {};
-    const hint = list.querySelector(".cw-empty-chat");
-    if (!blocks.length && s.id && !hint) {
-      list.append(h("div", { class: "cw-empty cw-empty-chat",
-        text: `Ask for a change below. Claude works in a sandbox on ${s.branch} of ${s.repo}; each prompt's work becomes a commit there.` }));
-    } else if (blocks.length && hint) hint.remove();
+    if (!blocks.length && s.id && !emptyHint) {
+      emptyHint = h("div", { class: "cw-empty cw-empty-chat",
+        text: `Ask for a change below. Claude works in a sandbox on ${s.branch} of ${s.repo}; each prompt's work becomes a commit there.` });
+      list.append(emptyHint);
+    } else if (blocks.length && emptyHint) { emptyHint.remove(); emptyHint = null; }
     if (nearBottom) list.scrollTop = list.scrollHeight;
-  }
+  };
+  const transcriptListener = { update: (changed) => transcriptChanged(() => blocks.update(changed)) };
+  // A whole transcript (the first draw, or a new one from the kernel): compared with what is shown.
+  const renderTranscript = () => {
+    transcript.views.delete(transcriptListener);
+    transcript = transcriptOf(model);
+    transcript.views.add(transcriptListener);
+    transcriptChanged(() => blocks.reset());
+  };
+  model.on("change:transcript", renderTranscript);
 
   // Composer: Ctrl/Cmd+Enter sends, Escape stops; disabled with the reason when it cannot send.
   const textarea = h("textarea", { class: "cw-input-text", rows: 3, "aria-label": "Prompt" });
@@ -673,9 +822,11 @@ function render({ model, el }) {
   // Running tool rows show their elapsed time, ticking.
   const ticker = setInterval(() => {
     const now = Date.now() / 1000;
-    for (const span of list.querySelectorAll("[data-started]")) {
-      const started = parseFloat(span.dataset.started);
-      if (started) span.textContent = `${Math.max(0, now - started).toFixed(0)} s`;
+    for (const block of ticking) {
+      for (const span of block.querySelectorAll("[data-started]")) {
+        const started = parseFloat(span.dataset.started);
+        if (started) span.textContent = `${Math.max(0, now - started).toFixed(0)} s`;
+      }
     }
   }, 1000);
 
@@ -695,7 +846,6 @@ function render({ model, el }) {
   model.on("change:pr_poll_interval_s", schedulePoll);
 
   const all = () => { renderHeader(); renderSessionChanges(); redrawPanel(); renderTranscript(); renderComposer(); };
-  model.on("change:transcript", renderTranscript);
   for (const name of ["session", "connection", "sandbox_status", "sandbox_detail", "isolation", "pull_request"]) {
     model.on(`change:${name}`, () => { renderHeader(); renderComposer(); });
   }
@@ -708,7 +858,7 @@ function render({ model, el }) {
   for (const name of ["working", "error"]) model.on(`change:${name}`, renderComposer);
   for (const name of ["view", "sessions", "recent_repos"]) model.on(`change:${name}`, redrawPanel);
   all();
-  return () => { clearInterval(ticker); clearInterval(poll); model.off("msg:custom", onDiff); model.off("msg:custom", onGithub); };
+  return () => { transcript.views.delete(transcriptListener); clearInterval(ticker); clearInterval(poll); model.off("msg:custom", onDiff); model.off("msg:custom", onGithub); };
 }
 
 export default { initialize, render };
