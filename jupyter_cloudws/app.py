@@ -40,6 +40,7 @@ from .github.handlers import (
     PullRequestHandler,
 )
 from .hub import HubSettings, SessionHub
+from .panel.handlers import PanelSocketHandler
 from .store import SessionStore
 
 API_PREFIX = "cloudws/api"
@@ -261,6 +262,7 @@ class CloudWorkspaces(ExtensionApp):
                 (url_path_join("/", api, "github", "repos"), GitHubReposHandler),
                 (url_path_join("/", api, "github", "repos", r"(?P<owner>[^/]+)", r"(?P<repo>[^/]+)", "branches"),
                  GitHubBranchesHandler),
+                (url_path_join("/", api, "panel"), PanelSocketHandler),
             ]
         )
 

@@ -121,3 +121,64 @@ class SessionSocket:
 
     def close(self) -> None:
         self.conn.close()
+
+
+class PanelSocket:
+    """One ``cloudws/api/panel`` connection: every frame received so far, and their sum."""
+
+    def __init__(self, conn: WebSocketClientConnection) -> None:
+        self.conn = conn
+        self.frames: list[dict[str, Any]] = []
+        self.state: dict[str, Any] = {}
+        self.items: dict[str, dict[str, Any]] = {}  # transcript items by id, as upserts left them
+
+    async def send(self, content: dict[str, Any]) -> None:
+        await self.conn.write_message(json.dumps({"type": "msg", "content": content}))
+
+    async def send_raw(self, raw: str | bytes) -> None:
+        await self.conn.write_message(raw, binary=isinstance(raw, bytes))
+
+    async def recv(self, timeout_s: float = 30.0) -> dict[str, Any]:
+        raw = await asyncio.wait_for(self.conn.read_message(), timeout_s)
+        assert raw is not None, f"the server closed the panel socket ({self.conn.close_code} {self.conn.close_reason})"
+        frame = json.loads(raw)
+        self.frames.append(frame)
+        if frame["type"] == "hello":
+            self.state = dict(frame["state"])
+            self.items = {item["id"]: item for item in self.state["transcript"]}
+        elif frame["type"] == "state":
+            self.state.update(frame["changes"])
+            if "transcript" in frame["changes"]:
+                self.items = {item["id"]: item for item in frame["changes"]["transcript"]}
+        elif frame["type"] == "msg" and frame["content"].get("type") == "upsert":
+            for item in frame["content"]["items"]:
+                self.items[item["id"]] = item
+        return frame
+
+    async def until(self, predicate: Callable[[PanelSocket], Any], timeout_s: float = 90.0) -> Any:
+        """Read frames until ``predicate(self)`` is truthy (checked before reading, too)."""
+        deadline = time.monotonic() + timeout_s
+        while not (value := predicate(self)):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"not reached in {timeout_s} s; frames: {[summary(f) for f in self.frames]}")
+            await self.recv(remaining)
+        return value
+
+    async def error(self, timeout_s: float = 30.0) -> dict[str, Any]:
+        """The next error frame (other frames before it are kept)."""
+        start = len(self.frames)
+        return await self.until(lambda s: next((f for f in s.frames[start:] if f["type"] == "error"), None), timeout_s)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def summary(frame: dict[str, Any]) -> str:
+    if frame["type"] == "msg":
+        return f"msg:{frame['content'].get('type')}"
+    if frame["type"] == "state":
+        return f"state:{','.join(frame['changes'])}"
+    if frame["type"] == "error":
+        return f"error:{frame['code']}"
+    return frame["type"]

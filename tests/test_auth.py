@@ -43,6 +43,8 @@ ROUTES = [
 # an error here, that fails the server's start.
 pytestmark = pytest.mark.filterwarnings("error::jupyter_server.utils.JupyterServerAuthWarning")
 
+# The WebSockets: a session's stream, and the JupyterLab panel's channel.
+WS_ROUTES = ["sessions/{sid}/ws", "panel"]
 ROUTE_IDS = [f"{m} {p}" for m, p, _ in ROUTES]
 WRITES = [r for r in ROUTES if r[0] != "GET"]
 READS = [r for r in ROUTES if r[0] == "GET"]
@@ -105,9 +107,10 @@ class RawClient:
         except ValueError:
             return response.code, text
 
-    async def ws(self, session_id: str, headers: dict[str, str] | None = None, params: dict[str, str] | None = None):
+    async def ws(self, session_id: str, headers: dict[str, str] | None = None, params: dict[str, str] | None = None,
+                 path: str = "sessions/{sid}/ws"):  # fmt: skip
         query = "?" + "&".join(f"{k}={v}" for k, v in params.items()) if params else ""
-        request = HTTPRequest(f"ws://{self.root}sessions/{session_id}/ws{query}", headers=dict(headers or {}),
+        request = HTTPRequest(f"ws://{self.root}{path.format(sid=session_id)}{query}", headers=dict(headers or {}),
                               connect_timeout=20, request_timeout=20)  # fmt: skip
         return await websocket_connect(request)
 
@@ -187,20 +190,25 @@ async def test_the_same_requests_with_the_right_token_get_through(raw, hub, make
 # -- WebSocket -----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("path", WS_ROUTES)
 @pytest.mark.parametrize("credentials", list(CREDENTIALS), ids=list(CREDENTIALS))
-async def test_a_websocket_without_the_right_token_is_refused(raw, hub, make_repo, credentials):
+async def test_a_websocket_without_the_right_token_is_refused(raw, hub, make_repo, credentials, path):
     code, session = await raw.call("POST", "sessions", {"repo": str(make_repo())}, headers=raw.right)
     assert code == 201
     headers, params = CREDENTIALS[credentials]
     with pytest.raises(HTTPClientError) as refused:
-        await raw.ws(session["id"], headers=headers, params=params)
+        await raw.ws(session["id"], headers=headers, params=params, path=path)
     assert refused.value.code in (401, 403)
     assert hub._runners == {}, "the refused socket reached the hub"
 
-    conn = await raw.ws(session["id"], headers=raw.right)  # and the right token opens it
+    conn = await raw.ws(session["id"], headers=raw.right, path=path)  # and the right token opens it
     try:
-        await conn.write_message(json.dumps({"type": "ping"}))
-        assert json.loads(await conn.read_message()) == {"type": "pong"}
+        if path == "panel":
+            hello = json.loads(await conn.read_message())
+            assert hello["type"] == "hello" and [s["id"] for s in hello["state"]["sessions"]] == [session["id"]]
+        else:
+            await conn.write_message(json.dumps({"type": "ping"}))
+            assert json.loads(await conn.read_message()) == {"type": "pong"}
     finally:
         conn.close()
 
@@ -251,6 +259,42 @@ async def test_a_read_only_user_can_watch_a_session_over_the_websocket_but_not_p
     assert hub.store.get_session(session["id"])["sandbox_status"] == "stopped", "no sandbox was started"
 
 
+@pytest.mark.parametrize("authorizer_class", [ReadOnlyAuthorizer])
+async def test_a_read_only_user_sees_sessions_in_the_panel_and_every_action_is_refused(raw, hub, make_repo):
+    repo = make_repo()
+    session = hub.create_session({"repo": str(repo), "title": "Theirs"}, owner=SHARED_TOKEN_USER)
+    before = await snapshot(raw, hub, session["id"])
+    conn = await raw.ws("", headers=raw.right, path="panel")
+
+    async def next_frame() -> dict[str, Any]:
+        raw_frame = await conn.read_message()
+        assert raw_frame is not None, "the server closed the panel"
+        return json.loads(raw_frame)
+
+    async def send(content: dict[str, Any]) -> None:
+        await conn.write_message(json.dumps({"type": "msg", "content": content}))
+
+    try:
+        assert (await next_frame())["type"] == "hello"
+        await send({"type": "open_session", "id": session["id"]})  # reading is allowed
+        while (frame := await next_frame())["type"] != "state" or "session" not in frame["changes"]:
+            pass
+        assert frame["changes"]["session"]["title"] == "Theirs"
+        actions = [{"type": "send", "text": "Please delete everything"}, {"type": "stop"}, {"type": "typing"},
+                   {"type": "rename", "title": "Hijacked"}, {"type": "archive"},
+                   {"type": "new_session", "repo": str(repo)}, {"type": "warm_repo", "repo": str(repo)},
+                   {"type": "pr_create", "title": "Mine now"}]  # fmt: skip
+        for content in actions:
+            await send(content)
+            while (reply := await next_frame())["type"] != "error":
+                assert reply["type"] == "msg" or "error" not in reply.get("changes", {}), reply
+            assert reply["code"] == "forbidden" and content["type"] in reply["message"], (content, reply)
+    finally:
+        conn.close()
+    assert await snapshot(raw, hub, session["id"]) == before
+    assert hub.store.get_session(session["id"])["sandbox_status"] == "stopped", "no sandbox was started"
+
+
 @pytest.mark.parametrize("authorizer_class", [NoCloudwsAuthorizer])
 async def test_a_user_who_may_not_read_gets_nothing(raw, hub, make_repo):
     repo = make_repo()
@@ -260,9 +304,10 @@ async def test_a_user_who_may_not_read_gets_nothing(raw, hub, make_repo):
         code, reply = await raw.call(method, fill(path, **names), fill(body, **names), headers=raw.right)
         assert code == 403, (method, path, code, reply)
         assert session["title"] not in json.dumps(reply), "a refusal leaks nothing about the session"
-    with pytest.raises(HTTPClientError) as refused:
-        await raw.ws(session["id"], headers=raw.right)
-    assert refused.value.code == 403
+    for path in WS_ROUTES:
+        with pytest.raises(HTTPClientError) as refused:
+            await raw.ws(session["id"], headers=raw.right, path=path)
+        assert refused.value.code == 403, path
     assert hub.store.list_sessions(archived=None) == [hub.store.get_session(session["id"])]
     assert hub.store.get_session(session["id"]) == session
     assert hub.store.active_prompts(session["id"]) == []

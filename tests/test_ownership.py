@@ -24,7 +24,7 @@ from jupyter_server.auth import Authorizer, IdentityProvider, User
 from tornado.httpclient import HTTPClientError
 
 from cloudws_sandbox.protocol import SandboxStatusEvent
-from hub_api import Api, SessionSocket
+from hub_api import Api, PanelSocket, SessionSocket
 from jupyter_cloudws.client import Client
 from jupyter_cloudws.testing.fake_anthropic import text, tool_use
 from support import completed, git
@@ -249,6 +249,35 @@ async def test_someone_elses_session_cannot_be_opened_over_the_websocket(alice, 
     sock = await alice.socket(session["id"])  # and Alice opens it
     await sock.send({"type": "subscribe"})
     assert (await sock.recv())["session"]["id"] == session["id"]
+
+
+async def test_someone_elses_session_cannot_be_opened_in_the_panel(alice, bob, hub, make_repo, jp_ws_fetch):
+    """The panel asks the API as its browser's user: to Bob, Alice's session is one that never
+    existed there too, and none of it reaches his panel."""
+    session = await alice.api.new_session(make_repo(), title="Alice's secret plan")
+    his = await bob.api.new_session(make_repo("beta"), title="Bob's")
+    before = state(hub, session["id"])
+    panel = PanelSocket(await jp_ws_fetch("cloudws", "api", "panel", headers=dict(bob.headers)))
+    assert (await panel.recv())["type"] == "hello"
+
+    errors = []
+    for sid in (session["id"], uuid.uuid4().hex):
+        start = len(panel.frames)
+        await panel.send({"type": "open_session", "id": sid})
+        frame = await panel.until(lambda p, start=start: next(
+            (f for f in p.frames[start:] if f["type"] == "state" and f["changes"].get("error")), None))
+        errors.append(without(frame["changes"]["error"], sid))
+    await panel.send({"type": "list_sessions", "q": ""})
+    await panel.send({"type": "github_repos", "q": "", "seq": 1})  # answered after the list, in order
+    await panel.until(lambda p: any(f["type"] == "msg" and f["content"].get("seq") == 1 for f in p.frames))
+    panel.close()
+
+    assert errors[0] == errors[1], "the same refusal as for an id that never existed"
+    assert panel.state["session"] == {} and panel.items == {}
+    assert [s["id"] for s in panel.state["sessions"]] == [his["id"]], "Bob's panel lists his own, as Bob"
+    seen = json.dumps(panel.frames)
+    assert "secret plan" not in seen and session["branch"] not in seen and session["repo"] not in seen
+    assert state(hub, session["id"]) == before
 
 
 # -- the admin -----------------------------------------------------------------------------

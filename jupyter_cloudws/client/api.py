@@ -6,6 +6,7 @@ one background thread per Client (see ``background.py``), never on the kernel's 
 
 from __future__ import annotations
 
+import ssl
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +30,9 @@ class Client:
 
     ``max_attempts``, ``backoff_base_s`` and ``ping_interval_s`` tune the live streams (see
     ``stream.py``); ``http_transport`` replaces httpx's for the REST calls (a unix socket, tests).
+    ``headers`` go with every request and stream handshake besides the token (the panel's
+    loopback client carries the browser's cookies this way); ``ssl_context`` verifies an HTTPS
+    server's certificate in place of the system's trust store, for REST and streams alike.
     """
 
     def __init__(
@@ -42,6 +46,8 @@ class Client:
         ping_interval_s: float = 15.0,
         http_transport: httpx.BaseTransport | None = None,
         how: str = "given",
+        headers: dict[str, str] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.url = normalize_url(url)
         self.how = how  # how the server was found, for people
@@ -49,7 +55,9 @@ class Client:
         self.max_attempts = max_attempts
         self.backoff_base_s = backoff_base_s
         self.ping_interval_s = ping_interval_s
-        self._http = HubHttp(self.url, token, timeout_s, http_transport)
+        self._ssl_context = ssl_context
+        self._http = HubHttp(self.url, token, timeout_s, http_transport, extra_headers=headers,
+                             verify=ssl_context if ssl_context is not None else True)  # fmt: skip
         self._loop = LoopThread()
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
@@ -150,6 +158,7 @@ class Client:
             self._loop, f"{ws_base}cloudws/api/sessions/{quote(session_id, safe='')}/ws", self._http.headers,
             transcript, on_session, emit, max_attempts=self.max_attempts, backoff_base_s=self.backoff_base_s,
             ping_interval_s=self.ping_interval_s, open_timeout_s=min(self.timeout_s, 10.0),
+            ssl_context=self._ssl_context,
         )  # fmt: skip
 
     # -- lifetime ---------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 import httpx
@@ -10,15 +11,19 @@ from .errors import CloudwsError, ServerUnreachable, error_from_response
 
 
 class HubHttp:
-    """``{url}cloudws/api`` with ``Authorization: token ...`` on every request."""
+    """``{url}cloudws/api`` with ``Authorization: token ...`` (and any ``extra_headers``, e.g. a
+    browser's cookies) on every request; ``verify`` is httpx's (an SSL context, or a bool)."""
 
     def __init__(
-        self, url: str, token: str, timeout_s: float = 30.0, transport: httpx.BaseTransport | None = None
-    ) -> None:
+        self, url: str, token: str, timeout_s: float = 30.0, transport: httpx.BaseTransport | None = None,
+        *, extra_headers: dict[str, str] | None = None, verify: ssl.SSLContext | bool = True,
+    ) -> None:  # fmt: skip
         self.url = url
         self.api_url = url + "cloudws/api"
-        self.headers = {"Authorization": f"token {token}"} if token else {}
-        self._http = httpx.Client(base_url=self.api_url, headers=self.headers, timeout=timeout_s, transport=transport)
+        self.headers = {**(extra_headers or {}), **({"Authorization": f"token {token}"} if token else {})}
+        self._http = httpx.Client(
+            base_url=self.api_url, headers=self.headers, timeout=timeout_s, transport=transport, verify=verify
+        )
 
     def request(
         self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,

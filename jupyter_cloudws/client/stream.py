@@ -13,6 +13,7 @@ import asyncio
 import concurrent.futures
 import json
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -68,8 +69,10 @@ class SessionStream:
         backoff_cap_s: float = 8.0,
         ping_interval_s: float = 15.0,
         open_timeout_s: float = 10.0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.ws_url = ws_url
+        self._ssl_context = ssl_context  # for a wss:// URL only (websockets refuses one for ws://)
         self.max_attempts = max_attempts
         self.backoff_base_s = backoff_base_s
         self.backoff_cap_s = backoff_cap_s
@@ -186,11 +189,12 @@ class SessionStream:
 
     async def _follow(self, on_connected: Callable[[], None]) -> None:
         """One connection: subscribe, page until live, then take frames until it ends."""
+        tls: dict[str, Any] = {"ssl": self._ssl_context} if self._ssl_context and self.ws_url.startswith("wss:") else {}
         try:
             ws = await connect(
                 self.ws_url, additional_headers=self._headers, open_timeout=self.open_timeout_s,
                 ping_interval=self.ping_interval_s, ping_timeout=self.ping_interval_s, close_timeout=2,
-                max_size=MAX_FRAME_BYTES,
+                max_size=MAX_FRAME_BYTES, **tls,
             )  # fmt: skip
         except InvalidStatus as exc:
             status = exc.response.status_code
