@@ -64,13 +64,17 @@ export function toBlocks(items) {
   return blocksFrom(items, 0);
 }
 
+// A tool row, and a group of them, open like a <details> but are not one: each <details> inserted
+// costs Chromium a style pass over the whole document (about 10 ms per row at 3,000 rows, against
+// 0.2 ms for a <div>), and tool rows are most of a transcript. The list toggles them (toggleRow).
 function toolRow(item, openIds) {
   const state = item.status === "running" ? "running" : item.status === "error" ? "error" : "done";
   const elapsed = item.status === "running"
     ? h("span", { class: "cw-elapsed", "data-started": item.started_ts || "" })
     : h("span", { class: "cw-elapsed", text: seconds(item.duration_ms) });
-  const details = h("details", { class: `cw-tool cw-${state}`, "data-id": item.id, open: openIds.has(item.id) },
-    h("summary", {},
+  const open = openIds.has(item.id);
+  return h("div", { class: `cw-tool cw-disclosure cw-${state}`, "data-id": item.id, open },
+    h("summary", { role: "button", tabindex: 0, "aria-expanded": String(open) },
       h("span", { class: "cw-icon", text: item.icon || "🔧" }),
       h("span", { class: "cw-tool-name", text: item.tool }),
       h("span", { class: "cw-summary", text: item.summary || "" }),
@@ -81,7 +85,6 @@ function toolRow(item, openIds) {
       item.output !== null && item.output !== undefined
         ? [h("div", { class: "cw-io-label", text: "Output" }), h("pre", { class: "cw-output", text: item.output })]
         : null));
-  return details;
 }
 
 // A spawn's steps: "clone ✓ 0.8 s". All text from events goes in as text, never as HTML.
@@ -212,9 +215,10 @@ function renderBlock(block, openIds, review) {
     const running = block.items.some((i) => i.status === "running");
     const failed = block.items.some((i) => i.status === "error");
     const groupId = `group:${block.key}`;
+    const open = openIds.has(groupId);
     return h("div", { class: "cw-block cw-tools" },
-      h("details", { class: "cw-group", "data-id": groupId, open: openIds.has(groupId) },
-        h("summary", {},
+      h("div", { class: "cw-group cw-disclosure", "data-id": groupId, open },
+        h("summary", { role: "button", tabindex: 0, "aria-expanded": String(open) },
           h("span", { class: "cw-icon", text: item.icon || "🔧" }),
           h("span", { class: "cw-group-label", text: groupLabel(item, block.items.length) }),
           h("span", { class: `cw-state cw-state-${running ? "running" : failed ? "error" : "done"}`,
@@ -312,8 +316,22 @@ function initialize({ model }) {
 const CHUNK_BLOCKS = 64;
 
 function openIn(el, openIds) {
-  for (const d of el.querySelectorAll("details[open]")) openIds.add(d.dataset.id);
+  for (const d of el.querySelectorAll("[data-id][open]")) openIds.add(d.dataset.id);
   return openIds;
+}
+
+// A click on a tool row's or group's summary, or Enter or Space on it, opens or closes it.
+function toggleRow(e) {
+  const summary = e.target.closest("summary");
+  const row = summary && summary.parentElement;
+  if (!row || !row.classList.contains("cw-disclosure")) return;
+  if (e.type === "keydown") {
+    if (e.key !== "Enter" && e.key !== " ") return;
+    e.preventDefault();
+    e.stopPropagation(); // not JupyterLab's: Enter would put the notebook in edit mode
+  }
+  const open = row.toggleAttribute("open");
+  summary.setAttribute("aria-expanded", String(open));
 }
 
 function sameItems(a, b, deep) {
@@ -741,6 +759,8 @@ function render({ model, el }) {
 
   // The transcript: blocks drawn again only when their items changed (transcriptView).
   const ticking = new Set(); // blocks' elements with a running time to tick
+  list.addEventListener("click", toggleRow);
+  list.addEventListener("keydown", toggleRow);
   let transcript = transcriptOf(model);
   const blocks = transcriptView(() => transcript.items, list, (block, openIds) => renderBlock(block, openIds, review), ticking);
   let emptyHint = null; // the empty chat's line, while it has no blocks

@@ -60,7 +60,8 @@ MOUNT = """async ([source, state]) => {
   window.kernel = (msg) => model.emit("msg:custom", msg.items ? { ...msg, items: msg.items.map(counted) } : msg);
   window.html = (list) => {
     const copy = list.cloneNode(true);
-    for (const d of copy.querySelectorAll("details[open]")) d.removeAttribute("open");
+    for (const d of copy.querySelectorAll("[open]")) d.removeAttribute("open");
+    for (const d of copy.querySelectorAll("[aria-expanded]")) d.setAttribute("aria-expanded", "false");
     for (const s of copy.querySelectorAll("[data-started]")) s.textContent = "";
     return copy.innerHTML;
   };
@@ -221,12 +222,13 @@ def test_an_open_row_stays_open_when_its_block_is_drawn_again_and_a_new_transcri
     t = Transcript()
     for event in SCRIPT[:4]:  # c1 and c2 running, folded into one group
         deliver(page, t.apply(event))
-    page.locator("#view-a details.cw-group > summary").click()
-    page.locator('#view-a details.cw-tool[data-id="t:c1"] > summary').click()
+    page.locator("#view-a .cw-group > summary").click()
+    page.locator('#view-a .cw-tool[data-id="t:c1"] > summary').press("Enter")  # the keyboard too
     deliver(page, t.apply(SCRIPT[4]))  # c1 completes: its group is drawn again
-    assert page.locator("#view-a details.cw-group").get_attribute("open") == ""
-    assert page.locator('#view-a details.cw-tool[data-id="t:c1"]').get_attribute("open") == ""
-    assert page.locator('#view-a details.cw-tool[data-id="t:c1"] .cw-output').inner_text() == "x = 1\n"
+    assert page.locator("#view-a .cw-group").get_attribute("open") == ""
+    assert page.locator('#view-a .cw-tool[data-id="t:c1"]').get_attribute("open") == ""
+    assert page.locator('#view-a .cw-tool[data-id="t:c1"] > summary').get_attribute("aria-expanded") == "true"
+    assert page.locator('#view-a .cw-tool[data-id="t:c1"] .cw-output').inner_text() == "x = 1\n"
 
     # Another session opened: the kernel empties the transcript, then its replay fills it.
     page.evaluate("() => window.model.set('transcript', [])")
