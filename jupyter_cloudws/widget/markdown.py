@@ -20,6 +20,7 @@ are re-rendered unchanged on every later chunk).
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -55,18 +56,53 @@ _FORMATTER = HtmlFormatter(cssclass="highlight", style=_LIGHT_STYLE)
 # --- Pygments -----------------------------------------------------------------------------------
 
 
+# Token classes take their colour from JupyterLab's theme, the --jp-mirror-editor-* variables its
+# own editor uses, so code in a message reads like code in a cell in any theme, light or dark; the
+# Pygments style's colour is the fallback outside JupyterLab. Unlisted classes (a diff's inserted
+# and deleted lines, prompts, tracebacks) keep the style's colours, dark ones under _DARK_SCOPE.
+_THEME_COLOURS: dict[str, str] = {
+    **dict.fromkeys(["k", "kd", "kn", "kp", "kr", "ow"], "keyword"),
+    **dict.fromkeys(["kc", "no", "ss"], "atom"),
+    "kt": "variable-3", "o": "operator", "p": "punctuation", "py": "property", "na": "attribute", "nt": "tag",
+    **dict.fromkeys(["s", "sa", "sb", "sc", "dl", "sd", "s2", "sh", "sx", "s1"], "string"),
+    **dict.fromkeys(["se", "si", "sr"], "string-2"),
+    **dict.fromkeys(["m", "mb", "mf", "mh", "mi", "il", "mo"], "number"),
+    **dict.fromkeys(["c", "ch", "cm", "cpf", "c1", "cs"], "comment"),
+    **dict.fromkeys(["cp", "nd"], "meta"),
+    **dict.fromkeys(["nb", "bp"], "builtin"),
+    **dict.fromkeys(["nc", "nf", "fm", "ne"], "def"),
+    **dict.fromkeys(["nv", "vc", "vg", "vi", "vm"], "variable-2"),
+    **dict.fromkeys(["n", "nn", "nl", "ni", "nx"], "variable"),
+    "gh": "header", "gu": "header", "err": "error",
+}  # fmt: skip
+_TOKEN_RULE = re.compile(r"^(?P<selector>.* \.(?P<token>[\w-]+)) \{ (?P<body>.*) \}(?P<comment>.*)$")
+_COLOUR = re.compile(r"(?<![\w-])color: (#[0-9A-Fa-f]{3,8})")
+
+
+def _themed(rule: str) -> str:
+    """A Pygments token rule whose colour goes through JupyterLab's variable for that token."""
+    match = _TOKEN_RULE.match(rule)
+    name = _THEME_COLOURS.get(match.group("token")) if match else None
+    if match is None or name is None:
+        return rule
+    return _COLOUR.sub(rf"color: var(--jp-mirror-editor-{name}-color, \1)", rule)
+
+
 def _stylesheet() -> str:
     """Light rules under ``_SCOPE`` and dark overrides under the (more specific) ``_DARK_SCOPE``.
 
     ``get_style_defs`` is avoided on purpose: it also emits unscoped ``pre { ... }`` and line-number
-    rules that would restyle every ``<pre>`` in JupyterLab.
+    rules that would restyle every ``<pre>`` in JupyterLab. The block's own background and text are
+    the cell editor's (``--jp-cell-editor-background``), which the theme's token colours are meant for.
     """
     dark = HtmlFormatter(cssclass="highlight", style=_DARK_STYLE)
     rules = [
-        *_FORMATTER.get_background_style_defs(_SCOPE),
-        *_FORMATTER.get_token_style_defs(_SCOPE),
-        *dark.get_background_style_defs(_DARK_SCOPE),
-        *dark.get_token_style_defs(_DARK_SCOPE),
+        f"{_SCOPE} {{ background: var(--jp-cell-editor-background, #f8f8f8); color: var(--jp-content-font-color1, #222) }}",
+        *[r for r in _FORMATTER.get_background_style_defs(_SCOPE) if not r.startswith(_SCOPE + " {")],
+        *map(_themed, _FORMATTER.get_token_style_defs(_SCOPE)),
+        f"{_DARK_SCOPE} {{ background: var(--jp-cell-editor-background, #0d1117); color: var(--jp-content-font-color1, #E6EDF3) }}",
+        *[r for r in dark.get_background_style_defs(_DARK_SCOPE) if not r.startswith(_DARK_SCOPE + " {")],
+        *map(_themed, dark.get_token_style_defs(_DARK_SCOPE)),
     ]
     return "\n".join(rules) + "\n"
 
