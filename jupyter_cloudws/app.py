@@ -273,9 +273,14 @@ class CloudWorkspaces(ExtensionApp):
             self.hub.prebuilds.spawn(self.hub.prebuilds.keep_fresh(list(self.prebuild_repos), self.prebuild_interval_s))
 
     async def stop_extension(self) -> None:
-        await self.hub.close()
-        self.store.close()
-        self._data_dir_lock.close()  # the next server may take over the queues
+        # After a failed initialize_settings (e.g. the data_dir in use) some of these were never
+        # made; raising here would leave the server unable to stop on SIGTERM.
+        if (hub := getattr(self, "hub", None)) is not None:
+            await hub.close()
+        if (store := getattr(self, "store", None)) is not None:
+            store.close()
+        if (lock := getattr(self, "_data_dir_lock", None)) is not None:
+            lock.close()  # the next server may take over the queues
 
 
 class DataDirInUse(RuntimeError):

@@ -34,6 +34,7 @@ def test_a_second_server_on_the_same_data_dir_refuses_with_the_first_ones_pid(tm
         second.stop()
         first.stop()
         kill_sandboxes(data_dir)
+    assert second.proc is not None and second.proc.returncode == 0, "SIGTERM stopped it, it took no SIGKILL"
     # Once the first has stopped, the data_dir is free again.
     third = ServerProcess(tmp_path / "third", cloudws_config=config).start()
     third.stop()
