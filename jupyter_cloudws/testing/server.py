@@ -118,7 +118,8 @@ class ServerProcess:
         }
         # A blocking Modal call in the server's event loop would stall it: make it an error there.
         strict = self.cloudws_config.get("backend") == "modal"
-        launcher = ["-m", "jupyter_cloudws.testing.strict_modal", self.app] if strict else ["-m", self.app]
+        launcher = ["-m", "jupyter_cloudws.testing.server_main"]
+        launcher += ["jupyter_cloudws.testing.strict_modal", self.app] if strict else [self.app]
         for name, value in self.env.items():
             if value is None:
                 env.pop(name, None)
