@@ -26,7 +26,8 @@ USAGE = """\
 %cloudws use ID               make a session current (a unique prefix of its id is enough)
 %cloudws stop                 interrupt the current session's running prompt
 %cloudws status               the current session: title, branch, status, sandbox
-%cloudws panel                the chat, docked in JupyterLab's side area
+%cloudws panel                open the current session in the Claude Code side panel (JupyterLab, Notebook 7)
+%cloudws chat                 the current session's chat, in this cell
 %cloudws diff [--prompt ID] [PATH...]   what the session changed (or one prompt), as highlighted diffs
 %cloudws checkout [--no-switch]         fetch the session's branch into this clone and switch to it
 %cloudws pr [--draft] [--title TITLE]   push and open a pull request (or link the branch's existing one)
@@ -42,11 +43,11 @@ class _Parser(argparse.ArgumentParser):
 
 @dataclass(frozen=True)
 class Command:
-    name: str  # new | prompt | list | use | stop | status | panel | diff | checkout | pr | help
+    name: str  # new | prompt | list | use | stop | status | panel | chat | diff | checkout | pr | help
     args: dict[str, Any] = field(default_factory=dict)
 
 
-COMMAND_WORDS = frozenset({"new", "list", "use", "stop", "status", "panel", "diff", "checkout", "pr", "help"})
+COMMAND_WORDS = frozenset({"new", "list", "use", "stop", "status", "panel", "chat", "diff", "checkout", "pr", "help"})
 
 
 def parse_command(line: str, cell: str | None = None) -> Command:
@@ -115,7 +116,7 @@ def _command(head: str, rest: list[str]) -> Command | None:
             parser.add_argument("--title", "-t")
         return Command(head, vars(parser.parse_args(rest)))
     if not rest:
-        return Command(head)  # stop, status, panel, help
+        return Command(head)  # stop, status, panel, chat, help
     return None
 
 
@@ -205,7 +206,12 @@ class CloudwsMagics(Magics):
     def _do_panel(self) -> None:
         from .widget.panel import open_panel
 
-        open_panel(self.client, self.session)
+        display(open_panel(self._current()))
+
+    def _do_chat(self) -> None:
+        from .widget.panel import widget_for
+
+        display(widget_for(self.client, self._current()))
 
     def _do_diff(self, prompt: str | None, paths: list[str]) -> None:
         changes = self._current().changes(prompt=prompt)

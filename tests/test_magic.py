@@ -25,6 +25,7 @@ from jupyter_cloudws.magic import USAGE, Command, parse_command
         ("stop", Command("stop")),
         ("status", Command("status")),
         ("panel", Command("panel")),
+        ("chat", Command("chat")),
         ("diff", Command("diff", {"prompt": None, "paths": []})),
         ("diff --prompt m-3 src tests/test_x.py", Command("diff", {"prompt": "m-3", "paths": ["src", "tests/test_x.py"]})),
         ('diff "my notes.ipynb"', Command("diff", {"prompt": None, "paths": ["my notes.ipynb"]})),
@@ -55,6 +56,7 @@ def test_commands(line, expected):
         ("pr --draft please", "pr --draft please", False),
         ("diff don't show me", "diff don't show me", False),
         ("-- diff the two parsers", "diff the two parsers", False),
+        ("chat about the parser with me", "chat about the parser with me", False),
     ],
 )
 def test_everything_else_is_a_prompt_taken_verbatim(line, text, wait):

@@ -124,11 +124,12 @@ class Client:
             raise ValueError(f"a repository is named OWNER/NAME, not {full_name!r}")
         return self._http.request("GET", f"/github/repos/{quote(owner, safe='')}/{quote(name, safe='')}/branches")
 
-    def panel(self, session: Session | None = None) -> Any:
-        """The chat docked in JupyterLab's side area: ``session``'s, or the session picker."""
+    def panel(self, session: Session) -> Any:
+        """A link that, displayed in JupyterLab or Notebook 7, opens ``session`` in the Claude Code
+        side panel (the lab extension's: no kernel behind it)."""
         from ..widget.panel import open_panel
 
-        return open_panel(self, session)
+        return open_panel(session)
 
     def chat(self, session: Session | None = None) -> Any:
         """The chat widget to display in a cell: ``session``'s, or the session picker."""

@@ -1,14 +1,16 @@
-"""One chat widget per session, shown inline or docked in JupyterLab's side area (sidecar)."""
+"""One chat widget per session, for cells; and the link that opens a session in JupyterLab's
+Claude Code side panel (the lab extension, which needs no kernel)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
-
-from IPython.display import display
 
 from .chat import ChatWidget
 
 _WIDGET_ATTR = "_cloudws_widget"
+# Rendered by the lab extension (src/mime.ts): opens the side panel on the session when fresh.
+PANEL_MIME_TYPE = "application/vnd.jupyter.cloudws.panel+json"
 
 
 def widget_for(client: Any, session: Any | None = None) -> ChatWidget:
@@ -25,12 +27,28 @@ def widget_for(client: Any, session: Any | None = None) -> ChatWidget:
     return widget
 
 
-def open_panel(client: Any, session: Any | None = None, *, title: str = "Claude Code", anchor: str = "right") -> Any:
-    """Dock the chat in JupyterLab's side area. Needs the ``sidecar`` package's JupyterLab
-    extension, which ``pip install jupyter_cloudws`` brings along."""
-    from sidecar import Sidecar
+class PanelLink:
+    """Displayed, it opens ``session_id`` in the Claude Code panel of JupyterLab or Notebook 7.
 
-    panel = Sidecar(title=title, anchor=anchor)
-    with panel:
-        display(widget_for(client, session))
-    return panel
+    ``created_s`` (epoch seconds) lets the front end open the panel only for a fresh output: a
+    notebook reopened later shows the line without taking the panel over."""
+
+    def __init__(self, session_id: str, created_s: float | None = None) -> None:
+        self.session_id = session_id
+        self.created_s = time.time() if created_s is None else created_s
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        return {
+            PANEL_MIME_TYPE: {"session_id": self.session_id, "created_s": self.created_s},
+            "text/plain": f"Opened session {self.session_id} in the Claude Code panel (JupyterLab's right sidebar)",
+        }
+
+    def __repr__(self) -> str:
+        return f"<cloudws.PanelLink {self.session_id}>"
+
+
+def open_panel(session: Any) -> PanelLink:
+    """The link that opens ``session`` in the side panel, once displayed."""
+    if session is None:
+        raise ValueError("the panel opens a session: pass one (the panel itself lists every session)")
+    return PanelLink(session.id)

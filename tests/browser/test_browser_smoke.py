@@ -88,24 +88,3 @@ def test_after_a_reload_a_widget_comes_back_from_the_kernel_if_its_output_was_sa
     expect(button).to_have_text("2")
     expect(lab_page.wait_for_output(lab_page.run_cell("w.n"))).to_have_text("2")
     assert not page_errors, page_errors
-
-
-def test_after_a_reload_a_sidecar_comes_back_without_saving(lab, lab_page, page_errors, shot):
-    """A widget shown in a Sidecar is not a cell output: after a reload, saved or not, the Sidecar
-    panel is made again from the kernel's widget state, with the widget in it."""
-    lab_page.open(write_notebook(lab.work_dir, "sidecar"))
-    lab_page.run_cell(
-        COUNTER.rsplit("\n", 1)[0]
-        + "\nfrom sidecar import Sidecar\nside = Sidecar(title='Counter')\nwith side:\n    display(w)"
-    )
-    button = lab_page.page.locator(".jupyterlab-sidecar button#b")
-    button.click()
-    expect(button).to_have_text("1")
-
-    lab_page.reload()
-    expect(lab_page.page.locator(".lm-TabBar-tab", has_text="Counter")).to_be_visible()
-    expect(button).to_have_text("1")
-    shot("after-reload")
-    button.click()
-    expect(button).to_have_text("2")
-    assert not page_errors, page_errors

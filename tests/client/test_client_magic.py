@@ -4,6 +4,7 @@ line says, and mistakes print a usage message, not a traceback."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -102,6 +103,40 @@ def test_mistakes_give_clear_messages_not_tracebacks(shell, capsys, tmp_path: Pa
     shell.run_cell("%cloudws use ffffffffffff")
     captured = capsys.readouterr()
     assert "no session id starts with" in captured.err + captured.out
+
+
+def test_panel_opens_the_current_session_in_the_side_panel_and_chat_shows_it_in_the_cell(
+    shell, capsys, tmp_path: Path, monkeypatch
+):
+    from jupyter_cloudws import magic as magic_module
+    from jupyter_cloudws.widget import ChatWidget
+    from jupyter_cloudws.widget.panel import PANEL_MIME_TYPE
+
+    shown: list[object] = []
+    monkeypatch.setattr(magic_module, "display", shown.append)
+    for line in ("panel", "chat"):  # both need a current session: a usage message says how to get one
+        shell.run_cell(f"%cloudws {line}")
+        captured = capsys.readouterr()
+        assert "no current session" in captured.err + captured.out and "Traceback" not in captured.err
+    assert shown == []
+
+    magic(shell, f"new {make_bare_repo(tmp_path, 'paneled')}", capsys)
+    session = shell.find_magic("cloudws").__self__.session
+    before_s = time.time()
+    magic(shell, "panel", capsys)
+    bundle = shown.pop()._repr_mimebundle_()
+    # What the lab extension's renderer reads (src/mime.ts): the id, and when, so that only a
+    # fresh output opens the panel; no widget, so no kernel is needed to show it.
+    assert bundle[PANEL_MIME_TYPE]["session_id"] == session.id
+    assert before_s <= bundle[PANEL_MIME_TYPE]["created_s"] <= time.time()
+    assert bundle["text/plain"] == f"Opened session {session.id} in the Claude Code panel (JupyterLab's right sidebar)"
+    assert json.loads(json.dumps(bundle)) == bundle
+
+    magic(shell, "chat", capsys)
+    widget = shown.pop()
+    assert isinstance(widget, ChatWidget) and widget.current is session
+    magic(shell, "chat", capsys)
+    assert shown.pop() is widget, "one chat model per session: a second display is a second view"
 
 
 def test_checkout_brings_the_sessions_branch_into_the_notebooks_clone(shell, capsys, tmp_path: Path, monkeypatch):
