@@ -103,7 +103,6 @@ class PanelChannel:
         self._closing = threading.Event()
         self.client: Any = None
         self.chat: PanelChat | None = None
-        self.closed = threading.Event()  # set once the controller, its client and threads are ended
         self._worker.submit(self._start)
 
     def submit(self, content: dict[str, Any]) -> None:
@@ -148,7 +147,6 @@ class PanelChannel:
         try:
             if self.chat is not None:
                 self.chat.close()  # its stream subscription and review workers
+        finally:
             if self.client is not None:
                 self.client.close()  # its stream thread and HTTP connections
-        finally:
-            self.closed.set()
