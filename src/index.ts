@@ -9,7 +9,7 @@ import { ICommandPalette } from '@jupyterlab/apputils';
 import { ILauncher } from '@jupyterlab/launcher';
 import { INotebookTracker, NotebookActions } from '@jupyterlab/notebook';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
-import { CommandToolbarButton, LabIcon } from '@jupyterlab/ui-components';
+import { addBelowIcon, CommandToolbarButton, LabIcon } from '@jupyterlab/ui-components';
 
 import { PANEL_MIME_TYPE, PanelLinkRenderer } from './mime';
 import { CloudwsPanel } from './panel';
@@ -80,6 +80,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     app.commands.addCommand(CommandIds.insertInNotebook, {
       label: 'Insert in notebook',
       caption: "Insert a cell with this session's chat below the active cell of the notebook",
+      icon: addBelowIcon,
       isEnabled: () => !!(panel.sessionId && notebooks?.currentWidget),
       execute: () => {
         const id = panel.sessionId;

@@ -133,7 +133,9 @@ export class CloudwsPanel extends Panel {
 
   private _onFrame(frame: ServerFrame): void {
     if (frame.type === 'error') {
+      // e.g. a write without the `write` permission: say so where the user looks, keep going.
       console.warn(`jupyter-cloudws: the server refused a frame (${frame.code}): ${frame.message}`);
+      this._setStatus(`Refused: ${frame.message}`);
       return;
     }
     this.model.receive(frame);
