@@ -99,7 +99,14 @@ def lab_server_config() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
+def lab_app() -> str:
+    """Which application the module's ``lab`` runs: ``"jupyterlab"``, or ``"notebook"`` (Notebook 7)."""
+    return "jupyterlab"
+
+
+@pytest.fixture(scope="module")
 def lab(
+    lab_app: str,
     tmp_path_factory: pytest.TempPathFactory,
     lab_fake_anthropic: FakeAnthropic,
     lab_files: dict[str, str | bytes | Path],
@@ -121,7 +128,7 @@ def lab(
         "local_repo_roots": [str(root)],  # tests make their repositories under the lab's root
         **lab_cloudws_config,
     }
-    server = ServerProcess(root, cloudws_config=config, app="jupyterlab", config=lab_server_config)
+    server = ServerProcess(root, cloudws_config=config, app=lab_app, config=lab_server_config)
     server.work_dir.mkdir(parents=True, exist_ok=True)
     for rel, content in lab_files.items():
         target = server.work_dir / rel
