@@ -33,6 +33,9 @@ class Client:
     ``headers`` go with every request and stream handshake besides the token (the panel's
     loopback client carries the browser's cookies this way); ``ssl_context`` verifies an HTTPS
     server's certificate in place of the system's trust store, for REST and streams alike.
+    ``trust_env`` False makes every request and stream ignore the proxy variables of the
+    environment (``HTTP_PROXY``, ``ALL_PROXY``...): the panel's loopback goes straight to
+    127.0.0.1, never through a proxy that would read the browser's cookies.
     """
 
     def __init__(
@@ -48,6 +51,7 @@ class Client:
         how: str = "given",
         headers: dict[str, str] | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        trust_env: bool = True,
     ) -> None:
         self.url = normalize_url(url)
         self.how = how  # how the server was found, for people
@@ -56,8 +60,9 @@ class Client:
         self.backoff_base_s = backoff_base_s
         self.ping_interval_s = ping_interval_s
         self._ssl_context = ssl_context
+        self._trust_env = trust_env
         self._http = HubHttp(self.url, token, timeout_s, http_transport, extra_headers=headers,
-                             verify=ssl_context if ssl_context is not None else True)  # fmt: skip
+                             verify=ssl_context if ssl_context is not None else True, trust_env=trust_env)  # fmt: skip
         self._loop = LoopThread()
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
@@ -159,7 +164,7 @@ class Client:
             self._loop, f"{ws_base}cloudws/api/sessions/{quote(session_id, safe='')}/ws", self._http.headers,
             transcript, on_session, emit, max_attempts=self.max_attempts, backoff_base_s=self.backoff_base_s,
             ping_interval_s=self.ping_interval_s, open_timeout_s=min(self.timeout_s, 10.0),
-            ssl_context=self._ssl_context,
+            ssl_context=self._ssl_context, use_env_proxy=self._trust_env,
         )  # fmt: skip
 
     # -- lifetime ---------------------------------------------------------------------------

@@ -12,17 +12,20 @@ from .errors import CloudwsError, ServerUnreachable, error_from_response
 
 class HubHttp:
     """``{url}cloudws/api`` with ``Authorization: token ...`` (and any ``extra_headers``, e.g. a
-    browser's cookies) on every request; ``verify`` is httpx's (an SSL context, or a bool)."""
+    browser's cookies) on every request; ``verify`` is httpx's (an SSL context, or a bool).
+    ``trust_env`` False ignores the proxy variables (``HTTP_PROXY``, ``ALL_PROXY``...) and netrc."""
 
     def __init__(
         self, url: str, token: str, timeout_s: float = 30.0, transport: httpx.BaseTransport | None = None,
         *, extra_headers: dict[str, str] | None = None, verify: ssl.SSLContext | bool = True,
+        trust_env: bool = True,
     ) -> None:  # fmt: skip
         self.url = url
         self.api_url = url + "cloudws/api"
         self.headers = {**(extra_headers or {}), **({"Authorization": f"token {token}"} if token else {})}
         self._http = httpx.Client(
-            base_url=self.api_url, headers=self.headers, timeout=timeout_s, transport=transport, verify=verify
+            base_url=self.api_url, headers=self.headers, timeout=timeout_s, transport=transport, verify=verify,
+            trust_env=trust_env,
         )
 
     def request(

@@ -70,8 +70,10 @@ class SessionStream:
         ping_interval_s: float = 15.0,
         open_timeout_s: float = 10.0,
         ssl_context: ssl.SSLContext | None = None,
+        use_env_proxy: bool = True,
     ) -> None:
         self.ws_url = ws_url
+        self._use_env_proxy = use_env_proxy  # False: connect directly whatever HTTP_PROXY etc. say
         self._ssl_context = ssl_context  # for a wss:// URL only (websockets refuses one for ws://)
         self.max_attempts = max_attempts
         self.backoff_base_s = backoff_base_s
@@ -190,11 +192,12 @@ class SessionStream:
     async def _follow(self, on_connected: Callable[[], None]) -> None:
         """One connection: subscribe, page until live, then take frames until it ends."""
         tls: dict[str, Any] = {"ssl": self._ssl_context} if self._ssl_context and self.ws_url.startswith("wss:") else {}
+        proxy: dict[str, Any] = {} if self._use_env_proxy else {"proxy": None}
         try:
             ws = await connect(
                 self.ws_url, additional_headers=self._headers, open_timeout=self.open_timeout_s,
                 ping_interval=self.ping_interval_s, ping_timeout=self.ping_interval_s, close_timeout=2,
-                max_size=MAX_FRAME_BYTES, **tls,
+                max_size=MAX_FRAME_BYTES, **tls, **proxy,
             )  # fmt: skip
         except InvalidStatus as exc:
             status = exc.response.status_code

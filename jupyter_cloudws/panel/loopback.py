@@ -85,4 +85,8 @@ def loopback_client(serverapp: Any, credentials: dict[str, str], **options: Any)
     url = loopback_url(serverapp.ip, serverapp.port, serverapp.base_url, https=bool(certfile))
     context = loopback_ssl_context(certfile) if certfile else None
     # token="" on purpose: the server's token would make every panel user the server's owner.
-    return Client(url, "", headers=credentials, ssl_context=context, how="panel loopback", **options)
+    # trust_env=False: a proxy from the environment (HTTP_PROXY, ALL_PROXY...) is for the
+    # server's outgoing traffic; through it the loopback would hand the browser's cookies to the
+    # proxy, which could not reach this server's 127.0.0.1 anyway.
+    return Client(url, "", headers=credentials, ssl_context=context, how="panel loopback", trust_env=False,
+                  **options)  # fmt: skip

@@ -7,6 +7,9 @@ must never use: a session created through Alice's panel belongs to Alice."""
 from __future__ import annotations
 
 import getpass
+import socketserver
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -90,3 +93,52 @@ def test_browser_credentials_are_the_handshakes_and_the_query_token_comes_first(
 )  # fmt: skip
 def test_the_loopback_reaches_the_server_where_it_listens(ip: str, https: bool, url: str) -> None:
     assert loopback_url(ip, 8888, "/base/", https=https) == url
+
+
+class RecordingProxy(socketserver.ThreadingTCPServer):
+    """A proxy that forwards nothing: it keeps what each connection sent and answers 502."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        self.received: list[bytes] = []
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(handler) -> None:
+                handler.request.settimeout(5)
+                try:
+                    self.received.append(handler.request.recv(65536))
+                    handler.request.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                except OSError:
+                    pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+
+
+@pytest.fixture
+def proxy_in_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[RecordingProxy]:
+    """Every proxy variable httpx and websockets read points at a RecordingProxy; no NO_PROXY."""
+    proxy = RecordingProxy()
+    thread = threading.Thread(target=proxy.serve_forever, name="test-proxy", daemon=True)
+    thread.start()
+    address = f"http://127.0.0.1:{proxy.server_address[1]}"
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "WS_PROXY", "WSS_PROXY"):
+        monkeypatch.setenv(name, address)
+        monkeypatch.setenv(name.lower(), address)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    yield proxy
+    proxy.shutdown()
+    proxy.server_close()
+    thread.join(5)
+
+
+async def test_the_loopback_never_goes_through_a_proxy_from_the_environment(browser_panel, make_repo, proxy_in_env):
+    """A proxy set for the server's outgoing traffic would get the browser's cookies in clear (an
+    HTTP proxy reads every header) and could not reach the server's 127.0.0.1 anyway."""
+    sock = await browser_panel({"Cookie": f"{PERSON_COOKIE}=alice; _xsrf={XSRF}"})
+    await sock.send({"type": "new_session", "repo": str(make_repo()), "title": "No proxy"})
+    await sock.until(lambda s: s.state["error"] or s.state["connection"].get("state") in ("connected", "failed"))
+    assert sock.state["error"] == "" and sock.state["session"]["title"] == "No proxy"
+    assert sock.state["connection"]["state"] == "connected"  # the session's stream: websockets, not httpx
+    assert proxy_in_env.received == []
