@@ -314,6 +314,8 @@ function initialize({ model }) {
 // the list of chunks, where one flat list of thousands of blocks costs a layout of all of them.
 
 const CHUNK_BLOCKS = 64;
+const LIVE_CHUNKS = 2; // drawn at once, from the end; older ones when scrolled near
+const PLACEHOLDER_BLOCK_PX = 48; // a block's height, guessed, until its chunk is drawn
 
 function openIn(el, openIds) {
   for (const d of el.querySelectorAll("[data-id][open]")) openIds.add(d.dataset.id);
@@ -346,7 +348,14 @@ function foldKey(item) {
 function transcriptView(itemsNow, list, draw, ticking) {
   let blocks = [];
   const blockOf = [];
-  const chunks = [];
+  const chunks = []; // { el, drawn }: a chunk not drawn yet is an empty placeholder of about its height
+  // Older chunks are drawn when they come near the list's viewport: a long transcript opens at its
+  // end without building, styling and laying out thousands of blocks first.
+  const observer = typeof IntersectionObserver === "function"
+    ? new IntersectionObserver((entries) => {
+      for (const e of entries) if (e.isIntersecting) drawChunk(e.target.cwChunk);
+    }, { root: list, rootMargin: "1200px 0px" })
+    : null;
 
   function drawn(block, openIds) {
     block.el = draw(block, openIds);
@@ -355,6 +364,7 @@ function transcriptView(itemsNow, list, draw, ticking) {
   }
 
   function drop(el) {
+    if (el === undefined) return;
     ticking.delete(el);
     el.remove();
   }
@@ -362,11 +372,35 @@ function transcriptView(itemsNow, list, draw, ticking) {
   function chunkAt(pos) {
     const k = Math.floor(pos / CHUNK_BLOCKS);
     while (chunks.length <= k) {
-      const chunk = h("div", { class: "cw-chunk" });
-      list.append(chunk);
+      const chunk = { el: h("div", { class: "cw-chunk" }), drawn: observer === null };
+      chunk.el.cwChunk = chunks.length;
+      list.append(chunk.el);
       chunks.push(chunk);
+      if (!chunk.drawn) observer.observe(chunk.el);
     }
     return chunks[k];
+  }
+
+  function drawChunk(k) {
+    const chunk = chunks[k];
+    if (chunk === undefined || chunk.drawn) return;
+    chunk.drawn = true;
+    if (observer !== null) observer.unobserve(chunk.el);
+    const mine = blocks.slice(k * CHUNK_BLOCKS, (k + 1) * CHUNK_BLOCKS);
+    chunk.el.replaceChildren(...mine.map((b) => drawn(b, new Set())));
+    chunk.el.removeAttribute("style"); // the placeholder's height
+  }
+
+  // The last LIVE_CHUNKS chunks are always drawn; a placeholder is as high as its blocks might be.
+  function settle() {
+    for (let k = 0; k < chunks.length; k++) {
+      const chunk = chunks[k];
+      if (k >= chunks.length - LIVE_CHUNKS) drawChunk(k);
+      else if (!chunk.drawn) {
+        const n = Math.min(CHUNK_BLOCKS, blocks.length - k * CHUNK_BLOCKS);
+        chunk.el.style.height = `${n * PLACEHOLDER_BLOCK_PX}px`;
+      }
+    }
   }
 
   // Blocks from index `from` on are grouped again from the items; one whose items are the same
@@ -381,26 +415,39 @@ function transcriptView(itemsNow, list, draw, ticking) {
       if (was !== undefined && sameItems(was, b, deep)) { b.el = was.el; byKey.delete(b.key); }
     }
     const openIds = new Set();
-    for (const was of byKey.values()) { openIn(was.el, openIds); drop(was.el); }
+    for (const was of byKey.values()) {
+      if (was.el !== undefined) openIn(was.el, openIds);
+      drop(was.el);
+    }
     blockOf.length = start;
     for (const b of fresh) {
-      if (b.el === undefined) drawn(b, openIds);
       b.pos = blocks.length;
       const chunk = chunkAt(b.pos);
-      const want = b.pos % CHUNK_BLOCKS === 0 ? chunk.firstChild : blocks[b.pos - 1].el.nextSibling;
-      if (want !== b.el) chunk.insertBefore(b.el, want);
+      if (!chunk.drawn) { drop(b.el); b.el = undefined; } // drawn with its chunk, from its items then
+      else {
+        if (b.el === undefined) drawn(b, openIds);
+        const want = b.pos % CHUNK_BLOCKS === 0 ? chunk.el.firstChild : blocks[b.pos - 1].el.nextSibling;
+        if (want !== b.el) chunk.el.insertBefore(b.el, want);
+      }
       blocks.push(b);
       for (let k = 0; k < b.items.length; k++) blockOf.push(b);
     }
-    while (chunks.length > Math.ceil(blocks.length / CHUNK_BLOCKS)) chunks.pop().remove();
+    while (chunks.length > Math.ceil(blocks.length / CHUNK_BLOCKS)) {
+      const chunk = chunks.pop();
+      if (observer !== null) observer.unobserve(chunk.el);
+      chunk.el.remove();
+    }
+    settle();
   }
 
   function redraw(block) {
     const el = block.el;
+    if (el === undefined) return; // in a chunk not drawn yet
     el.replaceWith(drawn(block, openIn(el, new Set())));
     if (block.el !== el) ticking.delete(el);
   }
 
+  list.cwDrawAll = () => { for (let k = 0; k < chunks.length; k++) drawChunk(k); };
   return {
     get length() { return blocks.length; },
     update(changed) {

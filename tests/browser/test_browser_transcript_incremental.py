@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from playwright.sync_api import expect
+
 from jupyter_cloudws.widget.transcript import Transcript
 
 WIDGET = Path(__file__).resolve().parents[2] / "jupyter_cloudws" / "widget"
@@ -59,8 +61,10 @@ MOUNT = """async ([source, state]) => {
   window.mountSecond = () => { mount("view-b"); };
   window.kernel = (msg) => model.emit("msg:custom", msg.items ? { ...msg, items: msg.items.map(counted) } : msg);
   window.html = (list) => {
+    list.cwDrawAll(); // older chunks are drawn when scrolled near: all of them, to compare
     const copy = list.cloneNode(true);
     for (const d of copy.querySelectorAll("[open]")) d.removeAttribute("open");
+    for (const c of copy.querySelectorAll(".cw-chunk")) c.removeAttribute("style"); // a placeholder's height, once
     for (const d of copy.querySelectorAll("[aria-expanded]")) d.setAttribute("aria-expanded", "false");
     for (const s of copy.querySelectorAll("[data-started]")) s.textContent = "";
     return copy.innerHTML;
@@ -278,5 +282,27 @@ def test_a_long_transcript_across_chunks_and_a_regrouping_in_its_middle(page, pa
     assert [page.locator("#view-a .cw-chunk").nth(k).locator("> *").count() for k in range(3)] == [64, 64, 23]
     # And back: the two fold again.
     deliver(page, [t.get("t:r3b")])
+    assert view_html(page, "view-a") == page.evaluate("(items) => window.fresh(items)", t.items)
+    assert not page_errors, page_errors
+
+
+def test_a_long_transcript_opens_at_its_end_and_draws_older_chunks_when_scrolled_near(page, page_errors) -> None:
+    """A reload of a long session: only the last two chunks are built at once; the first one is a
+    placeholder until the list is scrolled up to it, then it holds what a full render shows."""
+    t = Transcript()
+    for p in range(60):  # 3 blocks a prompt: 180 blocks, three chunks
+        mid = f"m{p}"
+        t.apply(ev(3 * p + 1, "user_message", message_id=mid, text=f"Prompt {p}", author={"name": "Ada"}))
+        t.apply(ev(3 * p + 2, "assistant_text", message_id=mid, index=0, text=f"Answer {p}"))
+        t.apply(ev(3 * p + 3, "execution_complete", message_id=mid, success=True, duration_ms=10))
+    page.set_content("<body></body>")
+    page.add_style_tag(content=(WIDGET / "chat.css").read_text())
+    page.evaluate(MOUNT, [CHAT_JS, {**BASE_STATE, "transcript": t.items}])
+    chunks = page.locator("#view-a .cw-chunk")
+    assert [chunks.nth(k).locator("> *").count() for k in range(3)] == [0, 64, 52]
+    assert "Prompt 59" in page.locator("#view-a .cw-chunk").last.inner_text()  # scrolled to the end
+    page.evaluate("() => { document.querySelector('#view-a .cw-transcript').scrollTop = 0; }")
+    expect(chunks.first.locator("> *")).to_have_count(64)
+    assert chunks.first.evaluate("(c) => c.style.height") == ""  # no longer a placeholder
     assert view_html(page, "view-a") == page.evaluate("(items) => window.fresh(items)", t.items)
     assert not page_errors, page_errors
