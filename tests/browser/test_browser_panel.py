@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from lab_helpers import VIEWPORT, wait_until, write_notebook
-from panel_helpers import MIME_TYPE, KernelApiLog, SidePanel, assert_inside, set_right_sidebar_width
+from panel_helpers import KernelApiLog, SidePanel, assert_inside, set_right_sidebar_width
 from playwright.sync_api import expect
 from support import make_bare_repo
 
@@ -136,13 +136,8 @@ def test_insert_in_notebook_and_the_panel_output(lab, lab_page, repo, page, page
     lab_page.open(write_notebook(lab.work_dir, "insert", cells=["x = 1"]))
     panel = SidePanel(page)
 
-    # What `%cloudws panel` displays: a fresh output opens the panel on its session.
-    created_s = time.time()
-    cell = lab_page.run_cell(
-        f"from IPython.display import display\n"
-        f"display({{{MIME_TYPE!r}: {{'session_id': {sid!r}, 'created_s': {created_s}}}, "
-        f"'text/plain': 'Opened in the panel'}}, raw=True)"
-    )
+    # `%cloudws panel` in a cell: its fresh output opens the panel on the current session.
+    cell = lab_page.run_cell(f"%load_ext jupyter_cloudws\n%cloudws use {sid}\n%cloudws panel")
     # (The renderer is the output widget itself, so the link class is on the output.)
     expect(cell.locator(".jp-cloudws-panel-link")).to_contain_text(f"Opened session {sid}", timeout=30_000)
     expect(panel.chat.locator(".cw-title")).to_have_text("Into a notebook", timeout=30_000)
@@ -151,10 +146,14 @@ def test_insert_in_notebook_and_the_panel_output(lab, lab_page, repo, page, page
     stays = new_session(lab, repo, "Stays")
     panel.open_session("Stays")
     old = lab_page.run_cell(
-        f"display({{{MIME_TYPE!r}: {{'session_id': {sid!r}, 'created_s': {created_s - 3600}}}}}, raw=True)"
+        f"from jupyter_cloudws.widget.panel import PanelLink\nPanelLink({sid!r}, created_s={time.time() - 3600})"
     )
     expect(old.locator(".jp-cloudws-panel-link")).to_contain_text(f"Session {sid}", timeout=30_000)
-    expect(panel.chat.locator(".cw-title")).to_have_text("Stays", timeout=30_000)
+    # The server handles a panel's messages in order: once it answered a later one (the list), an
+    # open_session the old output might have sent would have shown by now.
+    panel.chat.get_by_role("button", name="Sessions").click()
+    expect(panel.chat.locator(".cw-session-row", has_text="Stays")).to_be_visible(timeout=30_000)
+    expect(panel.chat.locator(".cw-title")).to_have_text("Stays")
 
     # Insert in notebook: a cell below the active one with the session's chat, not run.
     lab_page.cell(0).locator(".cm-content").click()
