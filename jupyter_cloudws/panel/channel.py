@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -25,6 +26,11 @@ from . import protocol
 log = logging.getLogger("jupyter_cloudws.panel")
 
 WriteFrame = Callable[[str], None]  # takes one serialized frame, from any thread
+# Upserts of one burst travel as one frame: a session opened with thousands of events replays
+# them one callback each, and a frame per event would cost the browser a parse and a draw each.
+UPSERT_FLUSH_S = 0.03  # how long an upsert may wait for others of its burst
+UPSERT_MAX_WAIT_S = 0.1  # and at most this long while a burst goes on (text streaming stays live)
+UPSERT_MAX_ITEMS = 2000  # a frame of merged upserts carries at most this many items
 
 
 class PanelChat(ChatController):
@@ -32,8 +38,10 @@ class PanelChat(ChatController):
 
     Until :meth:`hello` the front end has nothing: changes made while the controller starts are
     not sent one by one, the hello carries the state they led to. After it, each trait change
-    (one ``state`` frame per batch) and each message is serialized at once, under the
-    controller's lock, so a list updated in place later (the transcript) is sent as it was.
+    (one ``state`` frame per batch) and each message is serialized under the controller's lock,
+    so a list updated in place later (the transcript) is sent as it was. Upserts are the
+    exception: those of one burst are merged into one frame (see ``UPSERT_FLUSH_S``), and trait
+    changes made meanwhile follow them, except a reset transcript, which flushes them first.
     """
 
     def __init__(self, client: Any, write_frame: WriteFrame, **kwargs: Any) -> None:
@@ -41,6 +49,12 @@ class PanelChat(ChatController):
         self._live = False
         self._batch_depth = 0
         self._pending: dict[str, Any] = {}
+        # Upserted items not sent yet, by id (a later version replaces an earlier one and keeps
+        # its place: the front end places a new item where its id first came), and since when.
+        self._upserts: dict[str, Any] = {}
+        self._held_state: dict[str, Any] = {}  # trait changes made while upserts wait: sent after them
+        self._upserts_since_s = 0.0
+        self._flush_scheduled = False
         super().__init__(client, **kwargs)
         self.observe(self._on_trait_change, names=list(self.trait_names(sync=True)))
 
@@ -58,8 +72,46 @@ class PanelChat(ChatController):
 
     def _emit(self, content: dict[str, Any]) -> None:
         with self._lock:
-            if self._live:
-                self._write_frame(protocol.dumps(protocol.msg_frame(content)))
+            if not self._live:
+                return
+            if content.get("type") == "upsert":
+                self._queue_upserts(content["items"])
+                return
+            self._flush_upserts()  # every frame goes out in the order it was made
+            self._write_frame(protocol.dumps(protocol.msg_frame(content)))
+
+    def _queue_upserts(self, items: list[dict[str, Any]]) -> None:
+        now = time.monotonic()
+        if not self._upserts:
+            self._upserts_since_s = now
+        for item in items:
+            self._upserts[item["id"]] = item
+        if len(self._upserts) >= UPSERT_MAX_ITEMS or now - self._upserts_since_s >= UPSERT_MAX_WAIT_S:
+            self._flush_upserts()
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            try:
+                # On the client's stream loop, where the events come from: a replay's callbacks
+                # run back to back, and the timer fires only once the loop has drained them.
+                self.client._loop.call_later(UPSERT_FLUSH_S, self._flush_scheduled_upserts)
+            except RuntimeError:  # the client is closed: nothing more will come, send now
+                self._flush_scheduled = False
+                self._flush_upserts()
+
+    def _flush_scheduled_upserts(self) -> None:
+        with self._lock:
+            self._flush_scheduled = False
+            self._flush_upserts()
+
+    def _flush_upserts(self) -> None:
+        if not self._upserts:
+            return
+        items, self._upserts = list(self._upserts.values()), {}
+        held, self._held_state = self._held_state, {}
+        if self._live:
+            self._write_frame(protocol.dumps(protocol.msg_frame({"type": "upsert", "items": items})))
+            if held:
+                self._write_frame(protocol.dumps(protocol.state_frame(held)))
 
     @contextmanager
     def _batch(self) -> Iterator[None]:
@@ -81,11 +133,19 @@ class PanelChat(ChatController):
                 self._send_state({change["name"]: change["new"]})
 
     def _send_state(self, changes: dict[str, Any]) -> None:
-        if self._live:
-            self._write_frame(protocol.dumps(protocol.state_frame(changes)))
+        if not self._live:
+            return
+        if self._upserts and "transcript" not in changes:
+            # Status that follows the items (working, the sandbox's state) waits with them, so a
+            # replay's prompts do not split its burst; it reaches the browser right after them.
+            self._held_state.update(changes)
+            return
+        self._flush_upserts()  # a reset transcript never overtakes the items made before it
+        self._write_frame(protocol.dumps(protocol.state_frame(changes)))
 
     def _close_transport(self) -> None:
         self._live = False
+        self._upserts, self._held_state = {}, {}
 
 
 class PanelChannel:
