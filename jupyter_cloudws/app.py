@@ -128,7 +128,8 @@ class CloudWorkspaces(ExtensionApp):
     websocket_outbox_max_bytes = Int(
         16 * 1024 * 1024,
         help="Most bytes of frames waiting to go to one WebSocket client. A client that falls further "
-        "behind is disconnected (close code 4008) and resumes from the last event it has.",
+        "behind is disconnected (close code 4008) and resumes from the last event it has. A side panel's "
+        "socket is not disconnected: its chat waits until the browser has read enough.",
     ).tag(config=True)
     db_busy_timeout_s = Float(
         1.0,

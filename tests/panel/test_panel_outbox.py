@@ -1,0 +1,74 @@
+"""A browser that stops reading its panel socket holds up its own panel, not the server's
+memory: the frames waiting for it stay under ``websocket_outbox_max_bytes`` (plus the frame
+being written), and once it reads again it gets every frame, in order, nothing lost."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from typing import Any
+
+import pytest
+from support import eventually
+
+from cloudws_sandbox.protocol import ErrorEvent
+from jupyter_cloudws.panel.handlers import PanelSocketHandler
+
+OUTBOX_MAX_BYTES = 200_000
+EVENT_BYTES = 50_000
+EVENTS = 120  # about 6 MB: far past the outbox limit and what the kernel buffers for a stalled reader
+
+
+@pytest.fixture
+def cloudws_config() -> dict[str, Any]:
+    return {"websocket_outbox_max_bytes": OUTBOX_MAX_BYTES}
+
+
+def the_panel_handler() -> PanelSocketHandler:
+    (handler,) = [o for o in gc.get_objects() if isinstance(o, PanelSocketHandler) and o.ws_connection is not None]
+    return handler
+
+
+def held_bytes(handler: PanelSocketHandler) -> int:
+    """What the server holds for the browser: the outbox, and tornado's own write buffer."""
+    stream = handler.ws_connection.stream  # type: ignore[union-attr]
+    return getattr(handler, "_outbox_bytes", 0) + len(stream._write_buffer)
+
+
+async def test_a_panel_that_stops_reading_holds_a_bounded_outbox_and_then_gets_everything(
+    api, open_panel, jp_serverapp, make_repo
+):
+    session = await api.new_session(make_repo())
+    sid = session["id"]
+    sock = await open_panel()
+    await sock.send({"type": "open_session", "id": sid})
+    await sock.until(lambda s: s.state["session"].get("id") == sid and s.state["connection"].get("state") == "connected")
+    handler = the_panel_handler()
+    # From here the browser reads nothing: tornado's client stops reading the socket while a
+    # frame is left unread, and the kernel buffers a few hundred kB at most for it.
+
+    runner = jp_serverapp.web_app.settings["cloudws_hub"].runner(sid)
+    for n in range(EVENTS):
+        runner.append(ErrorEvent("flood", f"flood {n}:" + "x" * EVENT_BYTES))
+        await asyncio.sleep(0)
+    # Either the panel's threads wait for room (the outbox is full), or, without a limit, the
+    # server buffers the flood for the browser: wait for whichever comes.
+    peak = 0
+
+    def settled() -> bool:
+        nonlocal peak
+        peak = max(peak, held_bytes(handler))
+        waiting = getattr(getattr(handler, "_room", None), "_waiters", None)  # threads waiting for room
+        return peak > 4 * OUTBOX_MAX_BYTES or bool(waiting)
+
+    assert await eventually(settled, 60)
+    assert peak <= OUTBOX_MAX_BYTES + 2 * (EVENT_BYTES + 10_000), f"{peak} bytes held for a browser that reads nothing"
+
+    # It reads again: every event arrives, once, in order.
+    def floods(s: Any) -> list[int]:
+        texts = [str(i.get("text") or "") for i in s.items.values()]
+        return [int(t.split(":")[1].split()[1]) for t in texts if t.startswith("flood: flood ")]
+
+    await sock.until(lambda s: len(floods(s)) >= EVENTS, 120)
+    assert floods(sock) == list(range(EVENTS))
+    assert sock.state["error"] == ""
