@@ -85,6 +85,20 @@ class SidePanel:
         expect(self.prompt).to_have_value("", timeout=30_000)
 
 
+_RESTORED_JS = """() => {
+    const app = window.jupyterapp;
+    if (!app) { return false; }
+    app.restored.then(() => { window.__cloudwsRestored = true; });
+    return window.__cloudwsRestored === true;
+}"""
+
+
+def wait_restored(page: Page, timeout_s: float = 60) -> None:
+    """Wait until the application restored its layout (polled: awaiting ``app.restored`` inside
+    ``evaluate`` fails when the page is still settling after a load)."""
+    wait_until(lambda: page.evaluate(_RESTORED_JS), timeout_s, "the application to restore its layout")
+
+
 def set_right_sidebar_width(page: Page, width_px: int) -> None:
     """Drag the handle between JupyterLab's main area and its right sidebar until the sidebar's
     content is ``width_px`` wide."""

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from lab_helpers import VIEWPORT, wait_until, write_notebook
-from panel_helpers import KernelApiLog, SidePanel, assert_inside, set_right_sidebar_width
+from panel_helpers import KernelApiLog, SidePanel, assert_inside, set_right_sidebar_width, wait_restored
 from playwright.sync_api import expect
 from support import make_bare_repo
 
@@ -95,7 +95,7 @@ def test_the_panel_drives_a_session_with_no_kernel(lab, lab_page, repo, page, pa
     rows = panel.chat.locator(".cw-block").count()
     page.reload()
     expect(panel.tab()).to_be_visible(timeout=60_000)
-    page.evaluate("async () => { await window.jupyterapp.restored; }")  # the layout as it was, if saved
+    wait_restored(page)  # the layout as it was, if saved
     if not panel.root.is_visible():
         panel.tab().click()
     expect(panel.chat.locator(".cw-title")).to_have_text("Made over REST", timeout=30_000)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from lab_helpers import wait_until, write_notebook
-from panel_helpers import PANEL_ID, SidePanel
+from panel_helpers import PANEL_ID, SidePanel, wait_restored
 from playwright.sync_api import expect
 from support import make_bare_repo
 
@@ -30,7 +30,7 @@ def test_the_panel_in_notebook_7s_right_sidebar(lab, repo, page, page_errors, sh
     page.goto(f"{lab.url}notebooks/{path}?token={lab.token}")
     cells = page.locator(".jp-Notebook .jp-Cell")
     expect(cells.first).to_be_visible(timeout=60_000)
-    page.evaluate("async () => { await window.jupyterapp.restored; }")
+    wait_restored(page)
 
     panel = SidePanel(page)
     # Notebook 7's way to a side panel: View > Right Sidebar > Show Claude Code.
