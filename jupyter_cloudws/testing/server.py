@@ -31,6 +31,10 @@ LAB_ARGS = [
 NOTEBOOK_ARGS = ["--JupyterNotebookApp.expose_app_in_browser=True"]
 # The config section of each browser app: Notebook 7 is a JupyterLab application with its own.
 LAB_APPS = {"jupyterlab": "LabApp", "notebook": "JupyterNotebookApp"}
+# Server extensions installed with JupyterLab and Notebook 7 that a plain ``jupyter_server`` test server
+# (REST, WebSocket and kernels) never uses; loading them was about 40% of the CPU its start takes.
+# A config that names one in ``ServerApp.jpserver_extensions`` decides for it.
+FRONT_END_EXTENSIONS = ("jupyterlab", "notebook", "notebook_shim", "jupyter_lsp", "nbdime")
 LAB_CONFIG = {"news_url": None}  # JSON null: None on the command line would be the string "None"
 # User settings: never ask about or fetch news; no autosave, so what is on disk is what a test saved.
 LAB_USER_SETTINGS = {
@@ -45,7 +49,8 @@ class ServerProcess:
     ``app="jupyterlab"`` runs JupyterLab instead (``python -m jupyterlab``) with the same dirs,
     token and extension config, for browser tests; open ``lab_url(path)`` in the browser. Kernels
     inherit ``JUPYTER_RUNTIME_DIR``, so notebook code finds the server through
-    ``jupyter_server.serverapp.list_running_servers()``.
+    ``jupyter_server.serverapp.list_running_servers()``. A plain ``jupyter server`` loads none of
+    the front ends' server extensions (``FRONT_END_EXTENSIONS``) unless ``config`` enables them.
     """
 
     def __init__(
@@ -109,6 +114,11 @@ class ServerProcess:
                 server_config["LabApp"] = LAB_CONFIG
             self._write_lab_settings()
             self._link_labextension()
+        else:
+            section = dict(server_config.get("ServerApp", {}))
+            off = {name: False for name in FRONT_END_EXTENSIONS}
+            section["jpserver_extensions"] = {**off, **section.get("jpserver_extensions", {})}
+            server_config["ServerApp"] = section
         (self.root / "config" / "jupyter_server_config.json").write_text(json.dumps(server_config))
         env = {
             **os.environ,

@@ -1,5 +1,6 @@
-"""Test servers start under ``server_main``: without ``rfc3987_syntax``, whose import is most of a
-server's start, and checking everything they checked with it."""
+"""Test servers start quickly: under ``server_main``, without ``rfc3987_syntax`` (whose import is most
+of a server's start) yet checking everything they checked with it; and a plain ``jupyter server``
+without the front ends' server extensions."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import jupyter_events
 import jupyter_server
 import yaml  # jupyter_events reads its schemas with it
+
+from jupyter_cloudws.testing.server import FRONT_END_EXTENSIONS, ServerProcess
 
 REPO = Path(__file__).resolve().parents[2]
 IRI_FORMATS = {"iri", "iri-reference"}
@@ -65,3 +69,15 @@ def test_no_schema_a_server_checks_formats_of_names_an_iri_format() -> None:
     assert len(schemas) >= 5, schemas
     used = set().union(*(formats_in(yaml.safe_load(path.read_text())) for path in schemas))
     assert "uri" in used and not used & IRI_FORMATS, used
+
+
+def test_a_plain_test_server_loads_none_of_the_front_ends_extensions(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path / "server", cloudws_config={"data_dir": str(tmp_path / "data")}).start()
+    try:
+        assert httpx.get(server.url + "api/status", headers=server.headers).status_code == 200
+        assert httpx.get(server.url + "lab", headers=server.headers).status_code == 404
+    finally:
+        server.stop()
+    loaded = {line.split(" | ")[0].split("] ")[-1] for line in server.log_tail(200).splitlines()
+              if "extension was successfully loaded" in line}  # fmt: skip
+    assert "jupyter_cloudws" in loaded and not loaded & set(FRONT_END_EXTENSIONS), loaded
