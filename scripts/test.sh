@@ -41,4 +41,7 @@ export CLOUDWS_GITHUB_OPENAPI="$PWD/$OPENAPI"
 jlpm install
 jlpm build:if-changed
 jlpm check
-exec .venv/bin/python -m pytest -p no:cacheprovider "$@"
+# One worker per core (pytest-xdist). A group of tests runs on one worker (tests/conftest.py: a
+# module, the contract suite, the browser tests), handed out in the order they are collected: the
+# longest groups come first. `scripts/test.sh -n 0` runs everything in this process.
+exec .venv/bin/python -m pytest -p no:cacheprovider -n auto --dist loadgroup --no-loadscope-reorder "$@"

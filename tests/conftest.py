@@ -20,6 +20,42 @@ from support import kill_sandboxes, make_bare_repo
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
+# --- pytest-xdist ------------------------------------------------------------------------------
+# scripts/test.sh runs the suite on several workers with ``--dist loadgroup``. Left to itself, xdist
+# would hand out single tests, and each worker would start its own copy of a module's module-scoped
+# servers; and its xdist_group marks do nothing under pytest 9.2 (xdist 3.8 renames tests through
+# ``item._nodeid``, which pytest no longer reads). So the groups are made here, from test ids.
+
+
+def worker_group(nodeid: str) -> str:
+    """The tests that run on one worker, one after another: a module, with two wider groups."""
+    path = nodeid.split("::", 1)[0]
+    if path.startswith("tests/backends/contract/"):
+        # The contract suite's cases and servers are session-scoped, shared by all its modules.
+        return "tests/backends/contract"
+    if path.startswith("tests/browser/"):
+        # Each module starts JupyterLab and Chromium, the heaviest processes of the suite: one
+        # browser module at a time keeps their page waits as far from their timeouts as a serial run.
+        return "tests/browser"
+    return path
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist, which may be missing
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    if config.getvalue("dist") != "loadgroup":
+        return None  # xdist's own scheduler for the mode asked for
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        """xdist's loadscope (whole groups to a worker, ``--no-loadscope-reorder`` honoured), by
+        ``worker_group``."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            return worker_group(nodeid)
+
+    return GroupScheduling(config, log)
+
+
 @pytest.fixture
 def make_repo(tmp_path: Path) -> Callable[..., Path]:
     """A bare repository with one commit on ``main`` holding ``files``."""

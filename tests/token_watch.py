@@ -13,7 +13,11 @@ SAMPLE_PERIOD_S = 0.02
 class ProcessSampler:
     """Reads every process's command line, and the environment of every process this test
     started (the server's sandboxes, their daemons, agents and git calls), over and over on a
-    thread, until stopped; records where the needle was found."""
+    thread, until stopped; records where the needle was found.
+
+    Under pytest-xdist another worker's processes run beside the test's: their environments are
+    never read (they are not this process's descendants), and their command lines cannot hold the
+    needle, a token no other test module uses (a module's tests run on one worker, in turn)."""
 
     def __init__(self, needle: str) -> None:
         self.needle = needle.encode()
