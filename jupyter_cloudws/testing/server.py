@@ -101,7 +101,9 @@ class ServerProcess:
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"token {self.token}"}
 
-    def start(self, timeout_s: float = 30.0, port: int | None = None, *, ready_path: str = "") -> ServerProcess:
+    def start(
+        self, timeout_s: float = 30.0, port: int | None = None, *, ready_path: str = "", _port_tries: int = 3
+    ) -> ServerProcess:
         """Start on ``port`` (default: a free one); a restart on the old port keeps the URL clients know.
         Ready once the extension's status answers, or, with ``ready_path``, that server path
         (e.g. ``api/status`` for a server whose extension is expected to fail)."""
@@ -148,11 +150,16 @@ class ServerProcess:
                 f"--{section}.user_settings_dir={self.root / 'lab' / 'user-settings'}",
             ]  # fmt: skip
         log = open(self.root / "server.log", "ab")  # noqa: SIM115 - the child holds it
+        logged_before = log.tell()
         self.proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                if port is None and self._lost_port(logged_before) and _port_tries > 1:
+                    # free_port() let its port go before the server could bind it, and another
+                    # process took it meanwhile (likelier with test workers side by side): a new one.
+                    return self.start(timeout_s, ready_path=ready_path, _port_tries=_port_tries - 1)
                 raise RuntimeError(f"jupyter server exited: {self.log_tail()}")
             try:
                 probe = self.url + ready_path if ready_path else self.api_url + "/status"
@@ -173,6 +180,12 @@ class ServerProcess:
             return
         link.parent.mkdir(parents=True, exist_ok=True)
         link.symlink_to(built, target_is_directory=True)
+
+    def _lost_port(self, logged_before: int) -> bool:
+        """Whether the server that just exited could not bind its port (it logged so after ``logged_before``)."""
+        with open(self.root / "server.log", "rb") as log:
+            log.seek(logged_before)
+            return f"port {self.port} is not available".encode() in log.read()
 
     def _write_lab_settings(self) -> None:
         for plugin, settings in LAB_USER_SETTINGS.items():

@@ -4,6 +4,7 @@ without the front ends' server extensions."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,9 +12,11 @@ from pathlib import Path
 import httpx
 import jupyter_events
 import jupyter_server
+import pytest
 import yaml  # jupyter_events reads its schemas with it
 
-from jupyter_cloudws.testing.server import FRONT_END_EXTENSIONS, ServerProcess
+from jupyter_cloudws.testing import server as server_module
+from jupyter_cloudws.testing.server import FRONT_END_EXTENSIONS, ServerProcess, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 IRI_FORMATS = {"iri", "iri-reference"}
@@ -81,3 +84,22 @@ def test_a_plain_test_server_loads_none_of_the_front_ends_extensions(tmp_path: P
     loaded = {line.split(" | ")[0].split("] ")[-1] for line in server.log_tail(200).splitlines()
               if "extension was successfully loaded" in line}  # fmt: skip
     assert "jupyter_cloudws" in loaded and not loaded & set(FRONT_END_EXTENSIONS), loaded
+
+
+def test_a_server_whose_free_port_was_taken_meanwhile_starts_on_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        taken_port = taken.getsockname()[1]
+        # The race, made certain: free_port() hands out a port that another process binds first.
+        ports = iter([taken_port])
+        monkeypatch.setattr(server_module, "free_port", lambda: next(ports, None) or free_port())
+        server = ServerProcess(tmp_path / "server", cloudws_config={"data_dir": str(tmp_path / "data")}).start()
+        try:
+            assert server.port != taken_port
+            assert httpx.get(server.api_url + "/status", headers=server.headers).status_code == 200
+        finally:
+            server.stop()
+    assert f"port {taken_port} is not available" in server.log_tail(200), "the first try met the taken port"
