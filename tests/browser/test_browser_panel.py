@@ -79,7 +79,7 @@ def test_the_panel_drives_a_session_with_no_kernel(lab, lab_page, repo, page, pa
     assert page.evaluate("() => window.__pwned") is None
     shot("light")
 
-    # Dark theme, then a 300 px sidebar: the prompt box stays whole and on screen.
+    # Dark theme, then a 300 px and a 450 px sidebar: the prompt box and the header stay whole.
     page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'})")
     expect(page.locator("body")).to_have_attribute("data-jp-theme-light", "false", timeout=30_000)
     shot("dark")
@@ -88,6 +88,10 @@ def test_the_panel_drives_a_session_with_no_kernel(lab, lab_page, repo, page, pa
     assert_inside(panel.prompt, panel.root, VIEWPORT)
     assert_inside(panel.chat.locator(".cw-header"), panel.root, VIEWPORT)
     shot("dark-300px")
+    set_right_sidebar_width(page, 450)
+    assert_inside(panel.composer, panel.root, VIEWPORT)
+    assert_inside(panel.chat.locator(".cw-header"), panel.root, VIEWPORT)
+    shot("dark-450px")
     page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Light'})")
     expect(page.locator("body")).to_have_attribute("data-jp-theme-light", "true", timeout=30_000)
 
