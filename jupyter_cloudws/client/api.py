@@ -101,6 +101,8 @@ class Client:
 
     def session(self, id: str) -> Session:
         """The session with this id; raises :class:`UnknownSession` if there is none."""
+        if id in ("", ".", ".."):  # path segments the URL resolves: "sessions/." is the list
+            raise ValueError(f"{id!r} is not a session id")
         return self._session_for(self._http.request("GET", f"/sessions/{quote(id, safe='')}"))
 
     def recent_repos(self, limit: int = 8) -> list[str]:

@@ -64,3 +64,14 @@ async def test_a_handshake_without_credentials_is_refused(open_panel, hub):
 @pytest.fixture
 def hub(jp_serverapp):
     return jp_serverapp.web_app.settings["cloudws_hub"]
+
+
+@pytest.mark.parametrize("session_id", [".", "..", ""])
+async def test_opening_a_dot_session_id_is_refused_clearly(open_panel, session_id):
+    """``.`` and ``..`` are path segments an HTTP client resolves (``sessions/.`` is the list):
+    a link or a message carrying one must not turn into a request for another resource."""
+    sock = await open_panel()
+    await sock.send({"type": "open_session", "id": session_id})
+    await sock.until(lambda s: s.state["error"])
+    assert "not a session id" in sock.state["error"], sock.state["error"]
+    assert sock.state["session"] == {}
