@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from jupyter_server.auth import IdentityProvider, User
 from hub_api import PanelSocket
-from tornado.httpclient import HTTPRequest
+from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
 from jupyter_cloudws.panel.loopback import browser_credentials, loopback_url
@@ -142,3 +142,23 @@ async def test_the_loopback_never_goes_through_a_proxy_from_the_environment(brow
     assert sock.state["error"] == "" and sock.state["session"]["title"] == "No proxy"
     assert sock.state["connection"]["state"] == "connected"  # the session's stream: websockets, not httpx
     assert proxy_in_env.received == []
+
+
+@pytest.mark.parametrize(
+    ("origin", "opens"), [("http://evil.example", False), (None, True)], ids=["another site", "no origin (a script)"]
+)
+async def test_a_page_of_another_site_cannot_open_a_panel_with_the_users_cookie(
+    jp_serverapp, http_server_client, jp_http_port, jp_base_url, hub, origin, opens
+):
+    """Cross-site WebSocket hijacking: a page elsewhere makes the browser send the login cookie
+    with the handshake; jupyter-server's origin check must refuse it before a controller starts."""
+    headers = {"Cookie": f"{PERSON_COOKIE}=alice; _xsrf={XSRF}", **({"Origin": origin} if origin else {})}
+    request = HTTPRequest(f"ws://127.0.0.1:{jp_http_port}{jp_base_url}cloudws/api/panel", headers=headers)
+    if opens:
+        sock = PanelSocket(await websocket_connect(request))
+        assert (await sock.recv())["type"] == "hello"
+        sock.close()
+        return
+    with pytest.raises(HTTPClientError) as refused:
+        await websocket_connect(request)
+    assert refused.value.code == 403
