@@ -31,6 +31,9 @@ WriteFrame = Callable[[str], None]  # takes one serialized frame, from any threa
 UPSERT_FLUSH_S = 0.03  # how long an upsert may wait for others of its burst
 UPSERT_MAX_WAIT_S = 0.1  # and at most this long while a burst goes on (text streaming stays live)
 UPSERT_MAX_ITEMS = 2000  # a frame of merged upserts carries at most this many items
+# Browser messages waiting for the worker (busy with a slow request): past this many, the next
+# is refused with a ``busy`` error. chat.js sends a few a second at most (typing is throttled).
+MAX_QUEUED_MESSAGES = 64
 
 
 class PanelChat(ChatController):
@@ -161,14 +164,23 @@ class PanelChannel:
         self._write_frame = write_frame
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="cloudws-panel")
         self._closing = threading.Event()
+        self._queued_lock = threading.Lock()
+        self._queued = 0  # messages submitted and not handled yet
         self.client: Any = None
         self.chat: PanelChat | None = None
         self._worker.submit(self._start)
 
-    def submit(self, content: dict[str, Any]) -> None:
-        """Handle one front-end message on the worker, after every message before it."""
-        if not self._closing.is_set():
-            self._worker.submit(self._handle, content)
+    def submit(self, content: dict[str, Any]) -> bool:
+        """Handle one front-end message on the worker, after every message before it. False
+        (nothing done) when MAX_QUEUED_MESSAGES wait already: the caller says the panel is busy."""
+        if self._closing.is_set():
+            return True
+        with self._queued_lock:
+            if self._queued >= MAX_QUEUED_MESSAGES:
+                return False
+            self._queued += 1
+        self._worker.submit(self._handle_queued, content)
+        return True
 
     def close(self) -> None:
         """End the controller, its client and the worker; messages still queued are dropped."""
@@ -190,6 +202,13 @@ class PanelChannel:
         except Exception as exc:  # the browser sees why its panel is empty; the socket stays
             log.warning("cloudws panel: could not start the chat: %s", exc, exc_info=True)
             self._write_frame(protocol.dumps(protocol.error_frame("unavailable", f"the chat could not start: {exc}")))
+
+    def _handle_queued(self, content: dict[str, Any]) -> None:
+        try:
+            self._handle(content)
+        finally:
+            with self._queued_lock:
+                self._queued -= 1
 
     def _handle(self, content: dict[str, Any]) -> None:
         if self._closing.is_set():

@@ -106,8 +106,9 @@ class PanelSocketHandler(WebSocketMixin, CloudwsMixin, JupyterHandler, websocket
         ):
             self._refuse("forbidden", f"not allowed to write cloudws: {content['type']!r} changes sessions")
             return
-        if self.channel is not None:
-            self.channel.submit(content)
+        if self.channel is not None and not self.channel.submit(content):
+            self._refuse("busy", f"the panel is still handling earlier messages: {content['type']!r} was not done, "
+                         "send it again")  # fmt: skip
 
     def on_close(self) -> None:
         with self._room:
