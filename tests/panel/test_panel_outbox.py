@@ -34,6 +34,12 @@ def held_bytes(handler: PanelSocketHandler) -> int:
     return getattr(handler, "_outbox_bytes", 0) + len(stream._write_buffer)
 
 
+def sent(chat: Any, n: int) -> bool:
+    """The panel's controller has flood event ``n`` and no upsert is left to send."""
+    texts = [str(i.get("text") or "") for i in list(chat.transcript)]
+    return any(t.startswith(f"flood: flood {n}:") for t in texts) and not chat._upserts
+
+
 async def test_a_panel_that_stops_reading_holds_a_bounded_outbox_and_then_gets_everything(
     api, open_panel, jp_serverapp, make_repo
 ):
@@ -53,16 +59,12 @@ async def test_a_panel_that_stops_reading_holds_a_bounded_outbox_and_then_gets_e
 
     chat = handler.channel.chat  # type: ignore[union-attr]
 
-    def sent(n: int) -> bool:  # the controller has event n and no upsert is left to send
-        texts = [str(i.get("text") or "") for i in list(chat.transcript)]
-        return any(t.startswith(f"flood: flood {n}:") for t in texts) and not chat._upserts
-
     # One event at a time, each seen to go out alone (nothing else comes to merge it with) or
     # held back by a thread waiting for room.
     peak = 0
     for n in range(EVENTS):
         runner.append(ErrorEvent("flood", f"flood {n}:" + "x" * EVENT_BYTES))
-        assert await eventually(lambda: waiting_for_room() or sent(n), 30), n  # noqa: B023
+        assert await eventually(lambda: waiting_for_room() or sent(chat, n), 30), n  # noqa: B023
         peak = max(peak, held_bytes(handler))
     assert peak <= OUTBOX_MAX_BYTES + 2 * (EVENT_BYTES + 10_000), f"{peak} bytes held for a browser that reads nothing"
 
@@ -74,3 +76,27 @@ async def test_a_panel_that_stops_reading_holds_a_bounded_outbox_and_then_gets_e
     await sock.until(lambda s: len(floods(s)) >= EVENTS, 120)
     assert floods(sock) == list(range(EVENTS))
     assert sock.state["error"] == ""
+
+
+async def test_closing_a_panel_whose_threads_wait_for_room_ends_them(api, open_panel, jp_serverapp, make_repo):
+    import threading
+
+    session = await api.new_session(make_repo())
+    sid = session["id"]
+    before = {t for t in threading.enumerate() if t.name.startswith(("cloudws-panel", "cloudws-stream"))}
+    sock = await open_panel()
+    await sock.send({"type": "open_session", "id": sid})
+    await sock.until(lambda s: s.state["session"].get("id") == sid and s.state["connection"].get("state") == "connected")
+    handler = the_panel_handler()
+    started = {t for t in threading.enumerate() if t.name.startswith(("cloudws-panel", "cloudws-stream"))} - before
+    runner = jp_serverapp.web_app.settings["cloudws_hub"].runner(sid)
+    chat = handler.channel.chat  # type: ignore[union-attr]
+    for n in range(EVENTS):  # one at a time, as in the test above; the browser reads nothing
+        runner.append(ErrorEvent("flood", f"flood {n}:" + "x" * EVENT_BYTES))
+        assert await eventually(lambda: handler._room._waiters or sent(chat, n), 30), n  # type: ignore[attr-defined]  # noqa: B023
+        if handler._room._waiters:  # type: ignore[attr-defined]
+            break
+    assert handler._room._waiters, "nothing waited for room"  # type: ignore[attr-defined]
+
+    sock.close()
+    assert await eventually(lambda: not any(t.is_alive() for t in started), 30), [t for t in started if t.is_alive()]
