@@ -254,7 +254,7 @@ def validate_event_body(data: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ProtocolError("bad_event", "an event must be a JSON object")
     kind = data.get("type")
-    if kind not in EVENT_TYPES:
+    if not _one_of(kind, EVENT_TYPES):
         raise ProtocolError("bad_event", f"unknown event type {kind!r}")
     missing = [name for name in _REQUIRED[kind] if name not in data]
     if missing:
@@ -262,17 +262,23 @@ def validate_event_body(data: dict[str, Any]) -> dict[str, Any]:
     for name, (check, what) in _FIELD_TYPES[kind].items():
         if name in data and not check(data[name]):
             raise ProtocolError("bad_event", f"{kind} event field {name!r} must be {what}")
-    if kind == "sandbox_status" and data["status"] not in SANDBOX_STATUSES:
+    if kind == "sandbox_status" and not _one_of(data["status"], SANDBOX_STATUSES):
         raise ProtocolError("bad_event", f"unknown sandbox status {data['status']!r}")
-    if kind == "sandbox_progress" and (data["step"] not in PROGRESS_STEPS or data["state"] not in PROGRESS_STATES):
+    if kind == "sandbox_progress" and not (_one_of(data["step"], PROGRESS_STEPS) and _one_of(data["state"], PROGRESS_STATES)):
         raise ProtocolError("bad_event", f"unknown progress step or state {data['step']!r}/{data['state']!r}")
-    if kind == "pull_request" and data["state"] not in PULL_REQUEST_STATES:
+    if kind == "pull_request" and not _one_of(data["state"], PULL_REQUEST_STATES):
         raise ProtocolError("bad_event", f"unknown pull request state {data['state']!r}")
-    if kind == "tool_call" and data.get("status", "running") not in TOOL_STATUSES:
+    if kind == "tool_call" and not _one_of(data.get("status", "running"), TOOL_STATUSES):
         raise ProtocolError("bad_event", f"unknown tool status {data['status']!r}")
     if kind == "git":
         _check_git_event(data)
     return data
+
+
+def _one_of(value: Any, allowed: Any) -> bool:
+    """Whether ``value`` is one of the ``allowed`` names. A sandbox's frame may hold a list or an
+    object where a name belongs: those are unhashable, and ``in`` a set or dict would raise."""
+    return isinstance(value, str) and value in allowed
 
 
 def _check_git_event(data: dict[str, Any]) -> None:

@@ -198,6 +198,12 @@ class TestEvents:
         assert info.value.code == "bad_event"
         assert "telepathy" in info.value.message
 
+    @pytest.mark.parametrize("body", [{"type": ["user_message"]}, {"type": {"a": 1}}], ids=["list", "object"])
+    def test_a_list_or_object_as_the_event_type_is_refused_not_a_crash(self, body):
+        with pytest.raises(ProtocolError) as info:  # a TypeError (unhashable) before: found by Hypothesis
+            validate_event_body(body)
+        assert info.value.code == "bad_event"
+
     def test_an_event_must_be_an_object(self):
         assert error_code(validate_event_body, ["user_message"]) == "bad_event"
 
