@@ -192,10 +192,12 @@ def _make_handler(server: GitHttpServer) -> type[BaseHTTPRequestHandler]:
                 return
             entry["user"] = user
             try:
-                entry["status"] = self._run_cgi(url.query, user)
+                self._run_cgi(url.query, user, entry)
             except (BrokenPipeError, ConnectionResetError):
+                recorded = "status" in entry
                 entry["status"] = "client went away"
-            server._record(entry)
+                if not recorded:
+                    server._record(entry)
 
         def _cgi_env(self, query: str, user: str | None) -> dict[str, str]:
             env = {
@@ -226,7 +228,7 @@ def _make_handler(server: GitHttpServer) -> type[BaseHTTPRequestHandler]:
                     env[key] = value
             return env
 
-        def _run_cgi(self, query: str, user: str | None) -> int:
+        def _run_cgi(self, query: str, user: str | None, entry: dict[str, Any]) -> int:
             proc = subprocess.Popen(
                 [server.backend], env=self._cgi_env(query, user),
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -241,7 +243,7 @@ def _make_handler(server: GitHttpServer) -> type[BaseHTTPRequestHandler]:
             reader = threading.Thread(target=lambda: errors.append(proc.stderr.read()), daemon=True)
             reader.start()
             try:
-                status = self._relay_output(proc.stdout)
+                status = self._relay_output(proc.stdout, entry)
             finally:
                 proc.stdout.close()
                 feeder.join()
@@ -292,8 +294,10 @@ def _make_handler(server: GitHttpServer) -> type[BaseHTTPRequestHandler]:
             for _ in self._body_pieces():
                 pass
 
-        def _relay_output(self, stdout: IO[bytes]) -> int:
-            """Turn the CGI's headers into a response and stream its body back chunked."""
+        def _relay_output(self, stdout: IO[bytes], entry: dict[str, Any]) -> int:
+            """Turn the CGI's headers into a response and stream its body back chunked. The
+            request is recorded (``entry`` with its status) before the body's last chunk: git may
+            exit as soon as that arrives, and a test then reads the record at once."""
             status, headers = 200, []
             while True:
                 line = stdout.readline()
@@ -309,6 +313,8 @@ def _make_handler(server: GitHttpServer) -> type[BaseHTTPRequestHandler]:
                 self.send_header(name, value)
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
+            entry["status"] = status
+            server._record(entry)
             while piece := stdout.read1(COPY_BUFFER_BYTES):
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
             self.wfile.write(b"0\r\n\r\n")
