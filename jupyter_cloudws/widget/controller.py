@@ -100,6 +100,7 @@ class ChatController(traitlets.HasTraits):
         self._reset_review()
         self.client = client
         self._session: Session | None = None
+        self._opened = 0  # how many times a session was opened: tells each subscription's callbacks apart
         self._unsubscribe: Any = None
         self._transcript = Transcript()
         self._last_render_s = 0.0
@@ -151,7 +152,12 @@ class ChatController(traitlets.HasTraits):
             self._show("chat")
             self._refresh_changes()  # a session without commits has no git event to ask for it
             # Replays every event so far, then streams: the transcript fills in from callbacks.
-            self._unsubscribe = session.subscribe(lambda kind, payload: self._on_stream(session, kind, payload))
+            # Each opening is told apart, not each session: opening the session already shown
+            # gives the same Session object, and a late frame of its previous subscription must
+            # not reach the new transcript (its seq would make the replay's events look seen).
+            self._opened += 1
+            opened = self._opened
+            self._unsubscribe = session.subscribe(lambda kind, payload: self._on_stream(opened, kind, payload))
 
     def show_sessions(self, q: str | None = None, *, switch: bool = True) -> None:
         """Refresh the picker's list; with ``switch``, also show it when no session is open."""
@@ -187,10 +193,10 @@ class ChatController(traitlets.HasTraits):
 
     # -- the stream (client thread) ----------------------------------------------------------
 
-    def _on_stream(self, source: Session, kind: str, payload: dict[str, Any]) -> None:
+    def _on_stream(self, opened: int, kind: str, payload: dict[str, Any]) -> None:
         with self._lock:
-            if source is not self._session:
-                return  # a callback of the session shown before a switch, come too late
+            if opened != self._opened:
+                return  # a callback of a session shown before (another, or this one before it was reopened)
             if kind == "event":
                 self._push(self._transcript.apply(payload))
                 self._sync_status()
@@ -295,6 +301,7 @@ class ChatController(traitlets.HasTraits):
                         self._unsubscribe()
                         self._unsubscribe = None
                     self._session = None
+                    self._opened += 1  # its late callbacks change nothing any more
                     self.session = {}
                     self.pull_request = {}
                     self.changes_total = {}

@@ -186,3 +186,22 @@ def test_a_late_callback_of_the_session_shown_before_a_switch_changes_nothing(re
 
     assert [i["text"] for i in widget.transcript if i["kind"] == "user"] == ["second's prompt"]
     assert widget.session["id"] == second.id and widget.connection.get("state") != "reconnecting"
+
+
+def test_a_late_callback_from_before_the_same_session_was_opened_again_loses_nothing(recording):
+    session = FakeSession("a" * 32, "Notes")
+    client = FakeClient(session)
+    widget = ChatWidget(client, session)  # type: ignore[arg-type]
+    (late,) = session.callbacks
+    # The panel opens the session it already shows (%cloudws panel, the output's link): the
+    # client hands back the same Session object, with a new subscription that replays everything.
+    front_end(widget, type="open_session", id=session.id)
+    (_, current) = session.callbacks
+
+    # A frame of the first subscription the stream thread was already delivering...
+    late("event", ev(2, "user_message", message_id="m2", text="second prompt", author={}))
+    # ...then the new subscription's replay, from the start.
+    current("event", ev(1, "user_message", message_id="m1", text="first prompt", author={}))
+    current("event", ev(2, "user_message", message_id="m2", text="second prompt", author={}))
+
+    assert [i["text"] for i in widget.transcript if i["kind"] == "user"] == ["first prompt", "second prompt"]
