@@ -300,6 +300,10 @@ def test_a_long_transcript_opens_at_its_end_and_draws_older_chunks_when_scrolled
     page.evaluate(MOUNT, [CHAT_JS, {**BASE_STATE, "transcript": t.items}])
     chunks = page.locator("#view-a .cw-chunk")
     assert [chunks.nth(k).locator("> *").count() for k in range(3)] == [0, 64, 52]
+    # The placeholder takes the room its blocks will: the scrollbar is right, and scrolling up
+    # does not reach it (and draw it) at once.
+    drawn, wanted = chunks.first.evaluate("(c) => [c.getBoundingClientRect().height, parseFloat(c.style.height)]")
+    assert wanted > 0 and abs(drawn - wanted) < 1, (drawn, wanted)
     assert "Prompt 59" in page.locator("#view-a .cw-chunk").last.inner_text()  # scrolled to the end
     page.evaluate("() => { document.querySelector('#view-a .cw-transcript').scrollTop = 0; }")
     expect(chunks.first.locator("> *")).to_have_count(64)
