@@ -186,6 +186,11 @@ export class CloudwsPanel extends Panel {
     if (id) {
       this._wanted = id;
       this._remember(id);
+    } else if (this._ready && this._wanted) {
+      // The server closed the session it showed (archived): forget it, or the next reconnect or
+      // reload would open it again. A hello's empty state comes before _ready and changes nothing.
+      this._wanted = undefined;
+      this._forget();
     }
     this._sessionChanged.emit(id);
   }
@@ -195,6 +200,14 @@ export class CloudwsPanel extends Panel {
       this._storage.setItem(lastSessionKey(this._settings.baseUrl), id);
     } catch {
       // storage disabled or full: the panel still works, a reload just starts on the list
+    }
+  }
+
+  private _forget(): void {
+    try {
+      this._storage.removeItem(lastSessionKey(this._settings.baseUrl));
+    } catch {
+      // storage disabled: nothing was remembered
     }
   }
 

@@ -122,7 +122,7 @@ def test_stop_in_the_panel_ends_a_long_command(lab, lab_page, repo, page, page_e
     panel = SidePanel(page)
     panel.run_command("New Claude Code session")  # the palette entry opens the panel on the form
     expect(panel.chat.locator(".cw-repo")).to_be_visible(timeout=30_000)
-    new_session(lab, repo, "Stoppable")
+    sid = new_session(lab, repo, "Stoppable")
     panel.open_session("Stoppable")
     panel.send("Please take your time")
     running = panel.chat.locator(".cw-tool.cw-running")
@@ -132,6 +132,20 @@ def test_stop_in_the_panel_ends_a_long_command(lab, lab_page, repo, page, page_e
     expect(panel.chat.locator(".cw-result")).to_contain_text("Stopped", timeout=20_000)
     expect(running).to_have_count(0)
     shot("stopped")
+
+    # Archived, the session is forgotten: a reload starts on the session list, not on it.
+    remembered = "() => Object.entries(localStorage).filter(([k]) => k.startsWith('jupyter-cloudws')).map(([, v]) => v)"
+    assert page.evaluate(remembered) == [sid]
+    panel.chat.locator("button", has_text="Archive").click()
+    expect(panel.chat.locator(".cw-search")).to_be_visible(timeout=30_000)
+    wait_until(lambda: page.evaluate(remembered) == [], 10, "the archived session forgotten")
+    page.reload()
+    expect(panel.tab()).to_be_visible(timeout=60_000)
+    wait_restored(page)
+    if not panel.root.is_visible():
+        panel.tab().click()
+    expect(panel.chat.locator(".cw-search")).to_be_visible(timeout=30_000)
+    assert page.evaluate(remembered) == []
     assert not page_errors, page_errors
 
 
