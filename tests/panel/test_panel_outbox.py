@@ -24,7 +24,14 @@ def cloudws_config() -> dict[str, Any]:
 
 
 def the_panel_handler() -> PanelSocketHandler:
-    (handler,) = [o for o in gc.get_objects() if isinstance(o, PanelSocketHandler) and o.ws_connection is not None]
+    found = []
+    for o in gc.get_objects():
+        try:
+            if isinstance(o, PanelSocketHandler) and o.ws_connection is not None:
+                found.append(o)
+        except ReferenceError:  # a weak proxy whose object is gone: isinstance asks it for its class
+            continue
+    (handler,) = found
     return handler
 
 
